@@ -1,0 +1,200 @@
+"""Jittor runtime set-up: the one place that decides CUDA and oneDNN before Jittor loads.
+
+Every entry point imports :mod:`dainet` (whose ``__init__`` calls :func:`configure`)
+before ``import jittor``. Jittor reads its settings from environment variables at
+import time, so they must be in place first:
+
+* ``nvcc_path=""`` unless a GPU *and* its driver runtime are usable. Jittor otherwise
+  finds ``nvcc`` on machines without a CUDA driver and crashes, or tries to download
+  its own CUDA.
+* oneDNN: Jittor downloads ``dnnl_lnx_2.2.0_cpu_gomp`` from the internet at first
+  import. We put Debian's ``libdnnl`` (package ``libdnnl-dev``) where Jittor keeps
+  that copy, so no download happens; without it, ``use_mkl=0`` (slow single-threaded
+  convolutions) and one warning line.
+
+``python -m dainet doctor`` prints what was detected (``--install`` also tries to
+install ``libdnnl-dev`` and ``openmpi`` with apt when running as root).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+ONEDNN_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"  # the folder name Jittor 1.3.x looks for
+SYSTEM_DNNL_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so", "/usr/lib/aarch64-linux-gnu/libdnnl.so",
+                    "/usr/lib/libdnnl.so", "/usr/local/lib/libdnnl.so")
+SYSTEM_DNNL_HEADER_DIRS = ("/usr/include", "/usr/local/include")
+APT_PACKAGES = ("libdnnl-dev", "openmpi-bin", "libopenmpi-dev")
+
+
+@dataclass
+class RuntimeInfo:
+    cuda: bool
+    cuda_reason: str
+    onednn: bool
+    onednn_reason: str
+    jittor_home: str
+    onednn_dir: str
+    mpi: bool
+
+
+def jittor_home() -> Path:
+    """Where Jittor keeps ``.cache/jittor`` (``JITTOR_HOME`` or the user's home)."""
+    return Path(os.environ.get("JITTOR_HOME") or Path.home())
+
+
+def onednn_dir(home: Path | None = None) -> Path:
+    return (home or jittor_home()) / ".cache" / "jittor" / "mkl" / ONEDNN_DIRNAME
+
+
+def cuda_usable(loader=ctypes.CDLL, which=shutil.which) -> tuple[bool, str]:
+    """True when ``nvcc`` exists and the driver reports at least one device.
+
+    ``loader`` and ``which`` are injectable so tests can fake a machine.
+    """
+    if not which("nvcc") and not Path("/usr/local/cuda/bin/nvcc").exists():
+        return False, "no nvcc"
+    try:
+        lib = loader("libcuda.so.1")
+    except OSError:
+        return False, "nvcc found but no CUDA driver (libcuda.so.1)"
+    try:
+        if lib.cuInit(0) != 0:
+            return False, "CUDA driver present but cuInit failed"
+        count = ctypes.c_int(0)
+        if lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
+            return False, "CUDA driver present but no GPU"
+    except (AttributeError, OSError) as exc:  # a fake or broken driver
+        return False, f"CUDA driver unusable: {exc}"
+    return True, f"{count.value} GPU(s)"
+
+
+def find_system_dnnl() -> tuple[Path, Path] | None:
+    """(library, header dir) of a system oneDNN install, or None."""
+    for lib in SYSTEM_DNNL_LIBS:
+        if Path(lib).exists():
+            for inc in SYSTEM_DNNL_HEADER_DIRS:
+                if (Path(inc) / "dnnl.hpp").exists():
+                    return Path(lib), Path(inc)
+    return None
+
+
+def prepare_onednn(target: Path | None = None, system=find_system_dnnl) -> tuple[bool, str]:
+    """Make ``target`` look like Jittor's own oneDNN download, pointing at the system copy."""
+    target = target or onednn_dir()
+    lib = target / "lib" / "libmkldnn.so"
+    if lib.exists() and (target / "include" / "dnnl.hpp").exists():
+        return True, f"ready at {target}"
+    found = system()
+    if found is None:
+        return False, "no oneDNN: install Debian's libdnnl-dev (python -m dainet doctor --install)"
+    sys_lib, sys_inc = found
+    (target / "lib").mkdir(parents=True, exist_ok=True)
+    inc = target / "include"
+    if not inc.exists():
+        inc.mkdir()
+        for hdr in list(sys_inc.glob("dnnl*.h*")) + [sys_inc / "oneapi"]:
+            if hdr.exists():
+                (inc / hdr.name).symlink_to(hdr)
+    tmp = lib.with_suffix(".tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(sys_lib)
+    os.replace(tmp, lib)
+    return True, f"linked {sys_lib} into {target}"
+
+
+def install_system_packages(packages=APT_PACKAGES) -> str:
+    """apt-get install the packages when root with apt; returns what happened."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "skipped (not root or no apt-get)"
+    missing = [p for p in packages
+               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if not missing:
+        return "already installed"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    ok = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env,
+                        capture_output=True).returncode == 0
+    if not ok:  # package lists may be missing on a fresh machine
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        ok = subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env,
+                            capture_output=True).returncode == 0
+    return ("installed " if ok else "failed to install ") + " ".join(missing)
+
+
+def decide(env: dict, cuda=cuda_usable, onednn=prepare_onednn) -> RuntimeInfo:
+    """Fill ``env`` with Jittor's variables; pure apart from the injected probes.
+
+    Settings the user made explicitly (``nvcc_path``, ``use_mkl``) are respected.
+    """
+    if "nvcc_path" in env:
+        has_cuda, cuda_reason = env["nvcc_path"] != "", "nvcc_path set by user"
+    else:
+        has_cuda, cuda_reason = cuda()
+        if not has_cuda:
+            env["nvcc_path"] = ""
+    if env.get("use_mkl") == "0":
+        has_dnnl, dnnl_reason = False, "use_mkl=0 set by user"
+    else:
+        has_dnnl, dnnl_reason = onednn()
+        if not has_dnnl:
+            env["use_mkl"] = "0"
+            _INFO_SET_BY_US["use_mkl"] = True
+    env.setdefault("log_silent", "1")  # Jittor's [i] lines drown progress bars
+    return RuntimeInfo(cuda=has_cuda, cuda_reason=cuda_reason, onednn=has_dnnl,
+                       onednn_reason=dnnl_reason, jittor_home=str(jittor_home()),
+                       onednn_dir=str(onednn_dir()), mpi=shutil.which("mpicc") is not None)
+
+
+_INFO: RuntimeInfo | None = None
+_INFO_SET_BY_US: dict = {}
+
+
+def configure() -> RuntimeInfo:
+    """Set Jittor's environment once per process, before Jittor is imported."""
+    global _INFO
+    if _INFO is None:
+        if "jittor" in sys.modules:
+            print("dainet.runtime: warning: jittor was imported before dainet; "
+                  "CUDA/oneDNN settings may not apply", file=sys.stderr)
+        _INFO = decide(os.environ)
+        if not _INFO.onednn and _INFO_SET_BY_US.get("use_mkl"):
+            print(f"dainet: warning: {_INFO.onednn_reason}; CPU convolutions will be slow",
+                  file=sys.stderr)
+    return _INFO
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m dainet doctor", description=__doc__.split("\n")[0])
+    ap.add_argument("--install", action="store_true",
+                    help="apt-get install libdnnl-dev and openmpi (root only), then prepare oneDNN")
+    ap.add_argument("--no-jittor", action="store_true", help="do not import Jittor (skip compile)")
+    args = ap.parse_args(argv)
+    if args.install:
+        print("system packages:", install_system_packages())
+        global _INFO
+        _INFO = None  # re-detect: oneDNN may have just been installed
+        for var in ("use_mkl",):
+            if _INFO_SET_BY_US.get(var):
+                os.environ.pop(var, None)
+    info = configure()
+    for key, val in asdict(info).items():
+        print(f"{key:14s} {val}")
+    if not args.no_jittor:
+        import jittor as jt
+        print(f"{'jittor':14s} {jt.__version__}")
+        print(f"{'cache_path':14s} {jt.compiler.cache_path}")
+        print(f"{'use_cuda':14s} {bool(jt.has_cuda)}")
+        print(f"{'mkl_ops':14s} {jt.compile_extern.mkl_ops is not None}")
+        print(f"{'mpi_ops':14s} {jt.compile_extern.mpi_ops is not None}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
