@@ -1,0 +1,108 @@
+"""The runtime module's decisions, with the machine faked (no Jittor import needed)."""
+import ctypes
+import os
+from pathlib import Path
+
+import pytest
+
+from dainet import runtime
+
+
+class FakeCudaLib:
+    def __init__(self, init_rc=0, count=1):
+        self.init_rc, self.count = init_rc, count
+
+    def cuInit(self, flags):
+        return self.init_rc
+
+    def cuDeviceGetCount(self, ptr):
+        ctypes.cast(ptr, ctypes.POINTER(ctypes.c_int)).contents.value = self.count
+        return 0
+
+
+def loader_for(lib):
+    def load(name):
+        if lib is None:
+            raise OSError(f"{name}: cannot open shared object file")
+        return lib
+    return load
+
+
+def test_no_nvcc_means_no_cuda():
+    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib()), which=lambda _: None)
+    # /usr/local/cuda/bin/nvcc may exist on the host; only assert when it does not
+    if not Path("/usr/local/cuda/bin/nvcc").exists():
+        assert not ok and why == "no nvcc"
+
+
+def test_nvcc_without_driver_is_not_cuda():
+    ok, why = runtime.cuda_usable(loader=loader_for(None), which=lambda _: "/usr/bin/nvcc")
+    assert not ok and "no CUDA driver" in why
+
+
+def test_driver_without_gpu_is_not_cuda():
+    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib(count=0)), which=lambda _: "/x/nvcc")
+    assert not ok and "no GPU" in why
+    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib(init_rc=100)), which=lambda _: "/x/nvcc")
+    assert not ok and "cuInit" in why
+
+
+def test_driver_with_gpu_is_cuda():
+    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib(count=2)), which=lambda _: "/x/nvcc")
+    assert ok and why.startswith("2 GPU")
+
+
+def test_decide_disables_nvcc_and_mkl_when_unusable():
+    env = {}
+    info = runtime.decide(env, cuda=lambda: (False, "no driver"), onednn=lambda: (False, "none"))
+    assert env["nvcc_path"] == "" and env["use_mkl"] == "0"
+    assert not info.cuda and not info.onednn
+
+
+def test_decide_keeps_cuda_and_mkl_when_usable():
+    env = {}
+    info = runtime.decide(env, cuda=lambda: (True, "1 GPU(s)"), onednn=lambda: (True, "ready"))
+    assert "nvcc_path" not in env and "use_mkl" not in env
+    assert info.cuda and info.onednn
+
+
+def test_decide_respects_user_settings():
+    def boom():
+        raise AssertionError("probe must not run when the user decided")
+    env = {"nvcc_path": "", "use_mkl": "0"}
+    info = runtime.decide(env, cuda=boom, onednn=boom)
+    assert env == {"nvcc_path": "", "use_mkl": "0", "log_silent": "1"}
+    assert not info.cuda and not info.onednn
+
+
+def test_prepare_onednn_links_system_copy(tmp_path):
+    sys_inc = tmp_path / "usr" / "include"
+    (sys_inc / "oneapi" / "dnnl").mkdir(parents=True)
+    for name in ("dnnl.hpp", "dnnl.h", "dnnl_config.h"):
+        (sys_inc / name).write_text("// header")
+    sys_lib = tmp_path / "usr" / "lib" / "libdnnl.so"
+    sys_lib.parent.mkdir(parents=True)
+    sys_lib.write_bytes(b"\x7fELF")
+    target = tmp_path / "home" / ".cache" / "jittor" / "mkl" / runtime.ONEDNN_DIRNAME
+    ok, why = runtime.prepare_onednn(target, system=lambda: (sys_lib, sys_inc))
+    assert ok, why
+    assert os.path.realpath(target / "lib" / "libmkldnn.so") == str(sys_lib)
+    assert (target / "include" / "dnnl.hpp").read_text() == "// header"
+    assert (target / "include" / "oneapi" / "dnnl").is_dir()
+    # second call: already prepared, nothing to do
+    ok, why = runtime.prepare_onednn(target, system=lambda: pytest.fail("should not probe again"))
+    assert ok and why.startswith("ready")
+
+
+def test_prepare_onednn_without_system_copy(tmp_path):
+    ok, why = runtime.prepare_onednn(tmp_path / "dnnl", system=lambda: None)
+    assert not ok and "libdnnl-dev" in why
+    assert not (tmp_path / "dnnl").exists()
+
+
+def test_doctor_reports_without_jittor(capsys):
+    from dainet.__main__ import main
+    assert main(["doctor", "--no-jittor"]) == 0
+    out = capsys.readouterr().out
+    for key in ("cuda", "onednn", "jittor_home", "onednn_dir"):
+        assert key in out
