@@ -1,0 +1,24 @@
+import pytest
+
+from dainet.training.schedule import scaled_lr, step_lr, total_iterations
+
+
+def test_scaled_lr_reference_rule():
+    assert scaled_lr(5e-4, 4, 1) == pytest.approx(5e-4)          # reference batch: unchanged
+    assert scaled_lr(5e-4, 4, 2) == pytest.approx(5e-4 * 1.4142)  # rounded to 4 places
+    assert scaled_lr(5e-4, 1, 1) == pytest.approx(2.5e-4)
+    assert scaled_lr(1.0, 2, 1) == pytest.approx(0.7071)
+
+
+def test_step_lr_boundaries():
+    steps = [20000, 25000, 30000]
+    assert step_lr(1.0, 0, steps, 0.1) == 1.0
+    assert step_lr(1.0, 19999, steps, 0.1) == 1.0
+    assert step_lr(1.0, 20000, steps, 0.1) == pytest.approx(0.1)
+    assert step_lr(1.0, 29999, steps, 0.1) == pytest.approx(0.01)
+    assert step_lr(1.0, 10 ** 6, steps, 0.1) == pytest.approx(0.001)
+
+
+def test_total_iterations_takes_the_first_limit():
+    assert total_iterations(150000, 100, 3222) == 150000
+    assert total_iterations(150000, 100, 75) == 7500
