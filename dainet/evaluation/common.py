@@ -1,0 +1,302 @@
+"""The WIDER FACE evaluation scheme (spec §12), shared by WIDER FACE and DARK FACE.
+
+Both official tools (WIDER's MATLAB ``eval_tools`` and DARK FACE's Octave port of it)
+compute the same thing; published numbers are only comparable under it:
+
+1. Min-max score normalisation over every prediction of the whole set
+   (:func:`normalize_scores`).
+2. Per image, predictions in descending score order (a stable sort: ties keep file
+   order -- which of two tied predictions recalls a face changes no count, as ties
+   pass every threshold together). Each prediction takes the ground truth of maximum IoU, IoU on corner
+   boxes with the +1 pixel convention (:func:`iou_plus1`), first maximum on ties.
+   If that IoU >= the threshold, a face that does not count (WIDER: outside the
+   setting's gt_list) makes the prediction "ignored" -- no longer a proposal;
+   a face that counts is recalled by the first such prediction only
+   (:func:`match_images`, :func:`scheme_ap`).
+3. At ``n`` thresholds ``t = 1 - k/n`` (k = 1..n) every image contributes, from its
+   last prediction with score >= t, its proposals and recalled faces so far; the
+   set's precision / recall follow (:func:`pr_curve`), and AP is the VOC all-points
+   area (:func:`voc_ap`).
+
+Because each image's scores are sorted, "the last prediction with score >= t" covers
+exactly the predictions with score >= t, so the per-image sums become one global
+count over all predictions: one stable sort of the whole set by descending score
+(which also orders every image), cumulative sums, and a ``searchsorted`` for all
+thresholds at once. Only the IoU / best-match step loops over images.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from dainet.errors import UserError
+from dainet.utils.fileio import write_text
+
+
+class ScoreNormalisationWarning(UserWarning):
+    """All prediction scores are equal: min-max normalisation is undefined."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+def parse_number_rows(lines: Sequence[str], n_cols: int, path: str | Path,
+                      first_lineno: int) -> np.ndarray:
+    """Lines of ``n_cols`` whitespace-separated finite numbers -> ``[K, n_cols]`` float64.
+
+    ``first_lineno`` is the 1-based file line number of ``lines[0]``, for the message
+    of the :class:`UserError` raised on the first malformed line.
+    """
+    if len(lines) == 0:
+        return np.zeros((0, n_cols), np.float64)
+    try:
+        rows = np.array([ln.split() for ln in lines], dtype=np.float64)
+        if rows.ndim == 2 and rows.shape[1] == n_cols and np.isfinite(rows).all():
+            return rows
+    except ValueError:
+        pass
+    # Slow path, only on bad input: find the offending line for the message.
+    for k, ln in enumerate(lines):
+        tokens = ln.split()
+        try:
+            values = [float(t) for t in tokens]
+        except ValueError:
+            values = None
+        if values is None or len(values) != n_cols or not np.isfinite(values).all():
+            raise UserError(f"{path}:{first_lineno + k}: expected {n_cols} finite numbers, "
+                            f"got {ln.strip()!r}")
+    raise AssertionError("unreachable: numpy rejected rows that parse one by one")
+
+
+def parse_count(line: str, path: str | Path, lineno: int) -> int:
+    """A non-negative integer count line (``"12"``) or a :class:`UserError`."""
+    try:
+        n = int(line.strip())
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UserError(f"{path}:{lineno}: expected a box count, got {line.strip()!r}")
+    return n
+
+
+def content_lines(path: str | Path) -> list[str]:
+    """The lines of a text file without trailing blank lines; UserError if unreadable."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+    return text.rstrip().splitlines()
+
+
+def check_prediction_names(names: Sequence, known: set, describe) -> None:
+    """Predictions must name evaluated images: none matching is an error (a wrong
+    folder, not a detector that found nothing -- that one still writes empty files);
+    names outside the set are not evaluated, as by the official tools, with a warning.
+    ``describe(name)`` renders a name as its file for the messages."""
+    unknown = [n for n in names if n not in known]
+    if len(unknown) == len(names):
+        example = f" (e.g. {describe(unknown[0])})" if unknown else ""
+        raise UserError(f"no prediction file names an image of the ground truth{example}")
+    if unknown:
+        warnings.warn(f"{len(unknown)} prediction files name no ground-truth image and are not "
+                      f"evaluated, e.g. {describe(unknown[0])}", stacklevel=3)
+
+
+# ------------------------------------------------------------------------------ scores
+
+def normalize_scores(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Min-max normalise a whole set's scores (a list of per-image ``[K_i]`` arrays).
+
+    Computed as ``(s - min) / (max - min)`` in float64, as the official tools do (the
+    MATLAB tool seeds its running max / min with realmin / realmax, the common Python
+    port with 0 / 1: both give the true extremes for detector scores in [0, 1]).
+    When every score is equal this is 0/0 in the official tools: every normalised
+    score is NaN, no prediction passes any threshold and AP is 0. We return the same
+    NaNs (``pr_curve`` lets NaN pass no threshold) and warn instead of staying silent.
+    """
+    nonempty = [s for s in scores if s.size]
+    if not nonempty:
+        return [np.asarray(s, np.float64) for s in scores]
+    lo = min(float(s.min()) for s in nonempty)
+    hi = max(float(s.max()) for s in nonempty)
+    if hi == lo:
+        warnings.warn(f"all {sum(s.size for s in nonempty)} prediction scores equal {lo!r}: "
+                      "min-max normalisation divides by zero, so (as in the official tool) "
+                      "no prediction passes any threshold and AP is 0",
+                      ScoreNormalisationWarning, stacklevel=2)
+        return [np.full(s.shape, np.nan) for s in scores]
+    return [(np.asarray(s, np.float64) - lo) / (hi - lo) for s in scores]
+
+
+# ----------------------------------------------------------------------------- overlap
+
+def xywh_to_corners(boxes_xywh: np.ndarray) -> np.ndarray:
+    """``[K, 4]`` pixels (x, y, w, h) -> (x, y, x + w, y + h), the official tools' corners."""
+    b = np.asarray(boxes_xywh, np.float64)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:4]], axis=1)
+
+
+def iou_plus1(pred_corners: np.ndarray, gt_corners: np.ndarray) -> np.ndarray:
+    """IoU ``[P, G]`` of corner boxes ``[P, 4]`` x ``[G, 4]``, +1 pixel convention.
+
+    Widths are ``x2 - x1 + 1``; an intersection with a width or height <= 0 gives 0
+    (so does a degenerate box of negative width, as in the official ``boxoverlap``).
+    """
+    p = pred_corners[:, None, :]
+    g = gt_corners[None, :, :]
+    iw = np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]) + 1
+    ih = np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]) + 1
+    inter = iw * ih
+    area_p = (p[..., 2] - p[..., 0] + 1) * (p[..., 3] - p[..., 1] + 1)
+    area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / (area_p + area_g - inter)
+    return np.where((iw > 0) & (ih > 0), iou, 0.0)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Every evaluated prediction of a set, sorted by descending score over the set.
+
+    The sort is stable, so each image's predictions keep the order in which the
+    official tool walks them. ``best_gt`` indexes the set's ground truth concatenated
+    over *all* its images, so per-face flags are one array for the whole set.
+    """
+    score: np.ndarray     # [N] normalised score, descending (NaN last)
+    best_gt: np.ndarray   # [N] int64, gt of maximum IoU (first on ties)
+    best_iou: np.ndarray  # [N] float64, that IoU
+    n_gt: int             # number of gt boxes of the whole set
+
+
+def match_images(pred_corners: Sequence[np.ndarray], pred_scores: Sequence[np.ndarray],
+                 gt_corners: Sequence[np.ndarray]) -> Matches:
+    """Best-IoU ground truth of every prediction, image by image.
+
+    ``pred_corners[i]``: ``[P_i, 4]`` corners in file order, ``pred_scores[i]``:
+    ``[P_i]`` normalised scores, ``gt_corners[i]``: ``[G_i, 4]``. Images without
+    predictions or without ground truth are skipped, as by the official tools: their
+    predictions are not proposals at all. One stable sort of the whole set by
+    descending score then gives every image the official per-image order.
+    """
+    offsets = np.concatenate(([0], np.cumsum([len(g) for g in gt_corners])))
+    scores, best_gt, best_iou = [], [], []
+    for i, (boxes, score, gt) in enumerate(zip(pred_corners, pred_scores, gt_corners)):
+        if len(boxes) == 0 or len(gt) == 0:
+            continue
+        iou = iou_plus1(boxes, gt)
+        arg = iou.argmax(axis=1)
+        scores.append(score)
+        best_gt.append(arg + offsets[i])
+        best_iou.append(np.take_along_axis(iou, arg[:, None], axis=1)[:, 0])
+    if not scores:
+        empty = np.zeros(0)
+        return Matches(empty, np.zeros(0, np.int64), empty, int(offsets[-1]))
+    score = np.concatenate(scores)
+    order = np.argsort(-score, kind="stable")   # once for all settings and thresholds
+    return Matches(score[order], np.concatenate(best_gt).astype(np.int64)[order],
+                   np.concatenate(best_iou)[order], int(offsets[-1]))
+
+
+# ------------------------------------------------------------------------- PR and AP
+
+@dataclass(frozen=True)
+class PRCurve:
+    """Precision / recall at each score threshold (thresholds descending)."""
+    thresholds: np.ndarray  # [T] 1 - k/T, k = 1..T
+    proposals: np.ndarray   # [T] int64, predictions with score >= t that are not ignored
+    recalled: np.ndarray    # [T] int64, faces that count recalled by them
+    precision: np.ndarray   # [T] recalled / proposals; NaN where nothing is proposed
+    recall: np.ndarray      # [T] recalled / faces that count
+
+
+class APResult(NamedTuple):
+    ap: float
+    curve: PRCurve
+
+
+def score_thresholds(n_thresholds: int) -> np.ndarray:
+    """``[n]`` thresholds ``1 - k/n`` for k = 1..n, the same float64 values as the official tool."""
+    if n_thresholds < 1:
+        raise UserError(f"evaluate.thresholds must be >= 1, got {n_thresholds}")
+    return 1.0 - np.arange(1, n_thresholds + 1) / n_thresholds
+
+
+def first_hits(best_gt: np.ndarray, recalls: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: predictions that recall their face first (later hits add no recall).
+
+    ``recalls [N]`` marks predictions that hit a face that counts, in :class:`Matches`
+    order. A face belongs to one image and the set order keeps each image's order,
+    so the first occurrence of a gt index is the first hit in its image.
+    """
+    hit_idx = np.flatnonzero(recalls)
+    _, first = np.unique(best_gt[hit_idx], return_index=True)
+    out = np.zeros(best_gt.shape, bool)
+    out[hit_idx[first]] = True
+    return out
+
+
+def pr_curve(score: np.ndarray, is_proposal: np.ndarray, is_first_hit: np.ndarray,
+             n_faces: int, n_thresholds: int) -> PRCurve:
+    """Set-level PR curve from per-prediction flags, all thresholds at once.
+
+    ``score [N]`` descending (NaN last), flags ``[N]`` in the same order. A prediction
+    contributes at threshold t iff its score >= t; NaN scores (the official tool's 0/0
+    normalisation) never do.
+    """
+    t = score_thresholds(n_thresholds)
+    prop_cum = np.concatenate(([0], np.cumsum(is_proposal, dtype=np.int64)))
+    hit_cum = np.concatenate(([0], np.cumsum(is_first_hit, dtype=np.int64)))
+    n_above = np.searchsorted(-score, -t, side="right")   # predictions with score >= t
+    proposals = prop_cum[n_above]
+    recalled = hit_cum[n_above]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = recalled / proposals
+    return PRCurve(t, proposals, recalled, precision, recalled / n_faces)
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC all-points AP: area under the monotone precision envelope of a PR step curve.
+
+    Sentinels (recall 0, precision 0) in front and (recall 1, precision 0) at the end;
+    the envelope is a running maximum from the right; the area sums
+    ``Δrecall * envelope`` where recall changes. NaN precision (no proposals) is
+    skipped by the maximum as MATLAB's ``max`` skips it; it only occurs where
+    recall is still 0, so it never enters the sum.
+    """
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([0.0], precision, [0.0]))
+    mpre = np.fmax.accumulate(mpre[::-1])[::-1]
+    i = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def scheme_ap(matches: Matches, counts: np.ndarray, n_faces: int, iou_thresh: float,
+              n_thresholds: int) -> APResult:
+    """AP of matched predictions when the faces flagged in ``counts [n_gt]`` count.
+
+    A hit (best IoU >= ``iou_thresh``) on a face that does not count is ignored: it
+    is removed from the proposals. ``n_faces`` is the recall denominator (the faces
+    that count over the whole set, images without predictions included).
+    """
+    if n_faces <= 0:
+        raise UserError("no ground-truth face counts in this evaluation set, AP is undefined")
+    hit = matches.best_iou >= iou_thresh
+    face_counts = counts[matches.best_gt]
+    recalls = hit & face_counts
+    ignored = hit & ~face_counts
+    curve = pr_curve(matches.score, ~ignored, first_hits(matches.best_gt, recalls),
+                     n_faces, n_thresholds)
+    return APResult(voc_ap(curve.recall, curve.precision), curve)
+
+
+def write_curve_csv(path: str | Path, curve: PRCurve) -> None:
+    """CSV ``threshold,precision,recall`` (atomic); thresholds with no proposal are left out,
+    their precision being undefined."""
+    rows = ["threshold,precision,recall"]
+    defined = ~np.isnan(curve.precision)
+    for t, p, r in zip(curve.thresholds[defined], curve.precision[defined], curve.recall[defined]):
+        rows.append(f"{t:.6g},{p:.10g},{r:.10g}")
+    write_text(path, "\n".join(rows) + "\n")

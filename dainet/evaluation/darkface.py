@@ -1,0 +1,87 @@
+"""DARK FACE AP, as its official Octave tool (the WIDER FACE scheme, spec §12).
+
+Labels: ``<image>.txt`` per image, first line the face count, then ``x1 y1 x2 y2``
+lines (pixels). Predictions: ``<image>.txt`` (same stem) with ``x1 y1 x2 y2 score``
+lines. The label folder defines the evaluated images; a missing prediction file is an
+image without predictions, and prediction files naming no label are not evaluated.
+
+Differences from WIDER FACE: no ignore set -- every labelled face counts and every
+prediction is a proposal; images with no label box or no prediction are skipped
+(their predictions are not proposals, their faces still count in the recall).
+
+Box geometry. The official Octave tool reads both files' four columns unchanged and
+then applies WIDER's (x, y, w, h) -> corners step to them, i.e. it scores the boxes
+(x1, y1, x1 + x2, y1 + y2). That makes its IoU test far more lenient than the
+spec's (a 5 px shift of a 20 px face far from the origin still scores IoU ~0.98).
+``xyxy_as_xywh=False`` (default) uses the boxes as the corners they are;
+``xyxy_as_xywh=True`` reproduces the official tool's arithmetic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from dainet.errors import UserError
+from dainet.evaluation.common import (APResult, check_prediction_names, content_lines,
+                                      match_images, normalize_scores, parse_count,
+                                      parse_number_rows, scheme_ap, xywh_to_corners)
+
+
+def read_darkface_prediction_file(path: str | Path) -> np.ndarray:
+    """``[K, 5]`` float64 (x1, y1, x2, y2, score), file order; an empty file gives K = 0."""
+    return parse_number_rows(content_lines(path), 5, path, first_lineno=1)
+
+
+def read_darkface_label_file(path: str | Path) -> np.ndarray:
+    """``[G, 4]`` float64 (x1, y1, x2, y2); the count line must match the box lines."""
+    lines = content_lines(path)
+    if not lines:
+        raise UserError(f"{path}:1: empty label file (expected a face count)")
+    n = parse_count(lines[0], path, 1)
+    if len(lines) - 1 != n:
+        raise UserError(f"{path}:1: count says {n} faces but {len(lines) - 1} box lines follow")
+    return parse_number_rows(lines[1:], 4, path, first_lineno=2)
+
+
+def _read_folder(folder: str | Path, what: str, reader) -> dict[str, np.ndarray]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: {what} folder not found")
+    return {p.stem: reader(p) for p in sorted(folder.glob("*.txt"))}
+
+
+def read_darkface_predictions(pred_dir: str | Path) -> dict[str, np.ndarray]:
+    """{image stem: ``[K, 5]`` x1 y1 x2 y2 score} for every ``*.txt`` in ``pred_dir``."""
+    return _read_folder(pred_dir, "prediction", read_darkface_prediction_file)
+
+
+def read_darkface_labels(label_dir: str | Path) -> dict[str, np.ndarray]:
+    """{image stem: ``[G, 4]`` x1 y1 x2 y2} for every ``*.txt`` in ``label_dir``."""
+    labels = _read_folder(label_dir, "label", read_darkface_label_file)
+    if not labels:
+        raise UserError(f"{label_dir}: no label files (*.txt)")
+    return labels
+
+
+def evaluate_darkface(predictions: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
+                      iou_thresh: float = 0.5, n_thresholds: int = 1000,
+                      xyxy_as_xywh: bool = False) -> APResult:
+    """AP and PR curve of ``predictions`` {stem: ``[K, 5]`` x1 y1 x2 y2 score} against
+    ``labels`` {stem: ``[G, 4]`` x1 y1 x2 y2}. Scores are min-max normalised over the
+    predictions of the labelled images. See the module docstring for ``xyxy_as_xywh``.
+    """
+    stems = sorted(labels)
+    check_prediction_names(list(predictions), set(labels), lambda s: f"{s}.txt")
+
+    def corners(b: np.ndarray) -> np.ndarray:
+        return xywh_to_corners(b) if xyxy_as_xywh else b
+
+    empty = np.zeros((0, 5))
+    raw = [np.asarray(predictions.get(s, empty), np.float64).reshape(-1, 5) for s in stems]
+    gts = [np.asarray(labels[s], np.float64).reshape(-1, 4) for s in stems]
+    matches = match_images([corners(p[:, :4]) for p in raw], normalize_scores([p[:, 4] for p in raw]),
+                           [corners(g) for g in gts])
+    n_faces = sum(len(g) for g in gts)
+    return scheme_ap(matches, np.ones(matches.n_gt, bool), n_faces, iou_thresh, n_thresholds)

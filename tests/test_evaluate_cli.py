@@ -1,0 +1,114 @@
+"""stages/evaluate.py: prediction folders in both formats -> metrics JSON and PR curve CSVs."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dainet.cli import run
+from dainet.evaluation import evaluate_darkface, evaluate_wider, load_wider_ground_truth
+
+from test_evaluation import TINY_EVENTS, TINY_KEEPS, write_wider_gt
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_stage():
+    spec = importlib.util.spec_from_file_location("stage_evaluate", ROOT / "stages" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def params(tmp_path) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n")
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_wider_round_trip(tmp_path, params):
+    write_wider_gt(tmp_path / "gt", TINY_EVENTS, TINY_KEEPS)
+    pred = tmp_path / "pred"
+    files = {("0--Parade", "0_a"): ["10 10 20 20 0.9", "60 10 20 20 0.8", "200 200 9 9 0.5"],
+             ("0--Parade", "0_b"): [],
+             ("1--Handshaking", "1_a"): ["0 0 8 8 0.1"]}
+    for (event, name), lines in files.items():
+        (pred / event).mkdir(parents=True, exist_ok=True)
+        (pred / event / f"{name}.txt").write_text("\n".join([f"{name}.jpg", str(len(lines))] + lines) + "\n")
+
+    out, curves = tmp_path / "metrics" / "wider.json", tmp_path / "plots"
+    assert load_stage().main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out),
+                              "--curves-dir", str(curves), "--params", str(params)]) == 0
+
+    metrics = json.loads(out.read_text())
+    direct = evaluate_wider({k: np.array([[float(v) for v in ln.split()] for ln in lines]).reshape(-1, 5)
+                             for k, lines in files.items()}, load_wider_ground_truth(tmp_path / "gt"))
+    assert list(metrics) == ["easy", "medium", "hard"]
+    assert metrics == pytest.approx({s: r.ap for s, r in direct.items()})
+    assert 0.0 < metrics["easy"] < 1.0
+    for setting in ("easy", "medium", "hard"):
+        rows = read_csv(curves / f"pr_wider_{setting}.csv")
+        assert list(rows[0]) == ["threshold", "precision", "recall"]
+        assert float(rows[-1]["threshold"]) == 0.0
+        assert float(rows[-1]["recall"]) == pytest.approx(direct[setting].curve.recall[-1])
+        assert float(rows[-1]["precision"]) == pytest.approx(direct[setting].curve.precision[-1])
+
+
+def test_darkface_round_trip(tmp_path, params):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "labels" / "1.txt").write_text("2\n10 10 40 40\n100 100 120 120\n")
+    (tmp_path / "labels" / "2.txt").write_text("1\n5 5 25 25\n")
+    (tmp_path / "pred" / "1.txt").write_text("10 10 40 40 0.9\n300 300 320 320 0.7\n")
+    (tmp_path / "pred" / "2.txt").write_text("6 6 25 25 0.4\n")
+
+    out, curves = tmp_path / "darkface.json", tmp_path / "plots"
+    assert load_stage().main(["darkface", "--pred", str(tmp_path / "pred"), "--labels",
+                              str(tmp_path / "labels"), "--out", str(out), "--curves-dir", str(curves),
+                              "--params", str(params)]) == 0
+
+    # normalised 1 / 0.6 / 0: recall 1/3 at precision 1, 2/3 at precision 2/3
+    assert json.loads(out.read_text()) == pytest.approx({"ap": 1 / 3 + 1 / 3 * 2 / 3})
+    rows = read_csv(curves / "pr_darkface.csv")
+    assert len(rows) == 1000
+    assert float(rows[-1]["precision"]) == pytest.approx(2 / 3)
+    assert float(rows[-1]["recall"]) == pytest.approx(2 / 3)
+
+    # the optional params key switches to the official tool's box arithmetic
+    params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  darkface_xyxy_as_xywh: true\n")
+    load_stage().main(["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
+                       "--out", str(out), "--params", str(params)])
+    expected = evaluate_darkface({"1": np.array([[10, 10, 40, 40, 0.9], [300, 300, 320, 320, 0.7]]),
+                                  "2": np.array([[6, 6, 25, 25, 0.4]])},
+                                 {"1": np.array([[10, 10, 40, 40], [100, 100, 120, 120]]),
+                                  "2": np.array([[5, 5, 25, 25]])}, xyxy_as_xywh=True)
+    assert json.loads(out.read_text())["ap"] == pytest.approx(expected.ap)
+
+
+def test_bad_input_exits_2_naming_file_and_line(tmp_path, params, capsys):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "labels" / "1.txt").write_text("1\n10 10 40 40\n")
+    (tmp_path / "pred" / "1.txt").write_text("10 10 40 40 0.9\n10 10 40 forty 0.5\n")
+    argv = ["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
+            "--out", str(tmp_path / "m.json"), "--params", str(params)]
+    with pytest.raises(SystemExit) as exc:
+        run(load_stage().main, argv)
+    assert exc.value.code == 2
+    assert "1.txt:2: expected 5 finite numbers" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+    params.write_text("evaluate:\n  iou_thresh: 0.5\n")
+    with pytest.raises(SystemExit):
+        run(load_stage().main, argv)
+    assert "missing key 'evaluate.thresholds'" in capsys.readouterr().err
