@@ -1,0 +1,1 @@
+"""Training losses: multibox detection, SSIM, smoothness, enhancement, reflectance, mutual KL."""

@@ -1,0 +1,202 @@
+"""Priors, IoU, encode/decode, matching, NMS and detection (spec §4, §9, §10)."""
+import numpy as np
+import pytest
+
+import dainet  # noqa: F401  (before jittor)
+import jittor as jt
+
+from dainet.boxes.coder import decode, encode
+from dainet.boxes.detect import detect
+from dainet.boxes.iou import iou_xyxy, iou_xyxy_np
+from dainet.boxes.matcher import match, pad_targets
+from dainet.boxes.nms import nms
+from dainet.boxes.priors import feature_sizes, make_priors
+from dainet.errors import UserError
+
+STEPS = [4, 8, 16, 32, 64, 128]
+SIZES = [8, 16, 32, 64, 128, 256]
+VAR = (0.1, 0.2)
+
+
+def _xyxy_np(cxcywh):
+    return np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
+
+
+# ---------------------------------------------------------------- priors
+def test_priors_640_count_and_cells():
+    assert feature_sizes((640, 640), STEPS) == [(160, 160), (80, 80), (40, 40), (20, 20),
+                                                (10, 10), (5, 5)]
+    p = make_priors((640, 640), STEPS, SIZES)
+    assert p.shape == (34125, 4) and p.dtype == np.float32
+    np.testing.assert_allclose(p[0], [2 / 640, 2 / 640, 8 / 640, 8 / 640], rtol=1e-6)
+    # level 0, row i=2, column j=3: row-major index 2 * 160 + 3
+    np.testing.assert_allclose(p[2 * 160 + 3], [3.5 * 4 / 640, 2.5 * 4 / 640, 8 / 640, 8 / 640],
+                               rtol=1e-6)
+    np.testing.assert_allclose(p[160 * 160], [4 / 640, 4 / 640, 16 / 640, 16 / 640], rtol=1e-6)
+    # last level, last cell (4, 4): centre 4.5 * 128 / 640, size 256 / 640
+    np.testing.assert_allclose(p[-1], [0.9, 0.9, 0.4, 0.4], rtol=1e-6)
+
+
+def test_priors_odd_size_follow_the_backbone():
+    h, w = 333, 517
+    # by hand: pool1/pool2 floor, pool3 ceil, pool4/pool5 floor, extras floor((n-1)/2)+1
+    # H: 333 -> 166 -> 83 | ceil 42 | 21 | 10 | 5 | 3
+    # W: 517 -> 258 -> 129 | ceil 65 | 32 | 16 | 8 | 4
+    expected = [(83, 129), (42, 65), (21, 32), (10, 16), (5, 8), (3, 4)]
+    assert feature_sizes((h, w), STEPS) == expected
+    p = make_priors((h, w), STEPS, SIZES)
+    assert len(p) == sum(a * b for a, b in expected) == 14321
+    # level 2, cell (i=1, j=2): x and y are normalised by W and H respectively
+    idx = 83 * 129 + 42 * 65 + 1 * 32 + 2
+    np.testing.assert_allclose(p[idx], [2.5 * 16 / w, 1.5 * 16 / h, 32 / w, 32 / h], rtol=1e-6)
+
+
+def test_priors_cached_read_only_and_clip():
+    a = make_priors((64, 64), STEPS, SIZES)
+    assert make_priors([64, 64], list(STEPS), tuple(SIZES)) is a
+    assert not a.flags.writeable
+    c = make_priors((64, 64), STEPS, SIZES, clip=True)
+    assert c.max() == 1.0 and a.max() == 4.0 and c.min() >= 0.0
+
+
+def test_priors_bad_steps_or_tiny_input_raise_user_error():
+    with pytest.raises(UserError, match="priors.steps"):
+        feature_sizes((640, 640), [8, 16, 32, 64, 128, 256])
+    with pytest.raises(UserError, match="too small"):
+        make_priors((16, 640), STEPS, SIZES)
+
+
+# ---------------------------------------------------------------- IoU, coder
+def test_iou_continuous_coordinates_and_batched():
+    a = jt.array(np.array([[0, 0, 2, 2]], np.float32))
+    b = jt.array(np.array([[1, 1, 3, 3], [2, 2, 4, 4], [0, 0, 2, 2]], np.float32))
+    np.testing.assert_allclose(iou_xyxy(a, b).numpy(), [[1 / 7, 0, 1]], rtol=1e-6)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1, (2, 5, 2)).astype(np.float32)
+    boxes_a = np.concatenate([xy, xy + rng.uniform(0.05, 0.5, (2, 5, 2))], -1).astype(np.float32)
+    boxes_b = boxes_a[:, ::-1] + 0.05
+    got = iou_xyxy(jt.array(boxes_a), jt.array(boxes_b)).numpy()
+    assert got.shape == (2, 5, 5)
+    np.testing.assert_allclose(got, iou_xyxy_np(boxes_a, boxes_b), rtol=1e-5, atol=1e-7)
+
+
+def test_decode_inverts_encode():
+    priors = make_priors((64, 64), STEPS, SIZES)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 0.8, (2, len(priors), 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0.01, 0.2, xy.shape)], -1).astype(np.float32)
+    loc = encode(jt.array(boxes), jt.array(priors), VAR)
+    np.testing.assert_allclose(decode(loc, jt.array(priors), VAR).numpy(), boxes, atol=1e-6)
+    # a box equal to its prior encodes to zeros
+    zeros = encode(jt.array(_xyxy_np(priors)), jt.array(priors), VAR).numpy()
+    np.testing.assert_allclose(zeros, 0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- matching
+PRIORS64 = make_priors((64, 64), STEPS, SIZES)  # 342 priors; prior 0 = level 0 cell (0, 0)
+
+
+def _match(gt_rows_per_image, thresh=0.35):
+    gt = jt.array(pad_targets(gt_rows_per_image))
+    loc_t, conf_t = match(gt, jt.array(PRIORS64), thresh, VAR)
+    return loc_t.numpy(), conf_t.numpy()
+
+
+def _encode_np(box_xyxy, prior):
+    g = np.array([(box_xyxy[0] + box_xyxy[2]) / 2, (box_xyxy[1] + box_xyxy[3]) / 2,
+                  box_xyxy[2] - box_xyxy[0], box_xyxy[3] - box_xyxy[1]])
+    return np.concatenate([(g[:2] - prior[:2]) / (VAR[0] * prior[2:]),
+                           np.log(g[2:] / prior[2:]) / VAR[1]])
+
+
+def test_match_forces_best_prior_even_below_threshold():
+    tiny = [0.0, 0.0, 0.02, 0.02, 1]  # IoU with prior 0 is 0.0004 / 0.015625 = 0.0256 < 0.35
+    loc_t, conf_t = _match([np.array([tiny])])
+    assert np.flatnonzero(conf_t[0]).tolist() == [0]
+    np.testing.assert_allclose(loc_t[0, 0], _encode_np(tiny, PRIORS64[0]), rtol=1e-5)
+
+
+def test_match_two_gts_sharing_a_best_prior_later_one_wins():
+    g1, g2 = [0.0, 0.0, 0.02, 0.02, 1], [0.0, 0.0, 0.03, 0.03, 1]  # both best at prior 0
+    for first, second in [(g1, g2), (g2, g1)]:
+        loc_t, conf_t = _match([np.array([first, second])])
+        assert np.flatnonzero(conf_t[0]).tolist() == [0]
+        np.testing.assert_allclose(loc_t[0, 0], _encode_np(second, PRIORS64[0]), rtol=1e-5)
+
+
+def test_match_threshold_and_label():
+    # 12 px face at (4, 4)-(16, 16) px of the 64x64 input; IoU 0.444 with the level-0 prior
+    # of cell (2, 2) [6, 14]^2, 0.5625 with the level-1 prior of cell (1, 1) [4, 20]^2 (the best)
+    face = [4 / 64, 4 / 64, 16 / 64, 16 / 64, 1]
+    loc_t, conf_t = _match([np.array([face])])
+    iou = iou_xyxy_np(np.array([face[:4]]), _xyxy_np(PRIORS64))[0]
+    np.testing.assert_array_equal(conf_t[0], (iou >= 0.35).astype(np.int32))
+    assert np.flatnonzero(conf_t[0]).tolist() == [2 * 16 + 2, 256 + 1 * 8 + 1]
+    _, conf_hi = _match([np.array([face])], thresh=0.99)
+    assert np.flatnonzero(conf_hi[0]).tolist() == [256 + 1 * 8 + 1]  # only the forced one
+
+
+def test_match_padding_never_matches_and_empty_image_is_background():
+    face = [0.125, 0.125, 0.625, 0.625, 1]
+    decoy = [0.0, 0.0, 0.02, 0.02, -1]  # a padding row with a real-looking box
+    gt = np.array([[face, decoy], [decoy, decoy]], np.float32)
+    loc_t, conf_t = match(jt.array(gt), jt.array(PRIORS64), 0.35, VAR)
+    loc_ref, conf_ref = _match([np.array([face])])
+    np.testing.assert_array_equal(conf_t.numpy()[0], conf_ref[0])
+    assert conf_t.numpy()[0, 0] == 0  # the decoy's best prior was not forced
+    assert conf_t.numpy()[1].sum() == 0 and np.isfinite(loc_t.numpy()).all()
+    _, conf_empty = _match([np.zeros((0, 5)), np.zeros((0, 5))])
+    assert conf_empty.shape == (2, len(PRIORS64)) and conf_empty.sum() == 0
+    loc_none, conf_none = match(jt.array(np.zeros((2, 0, 5), np.float32)), jt.array(PRIORS64),
+                                0.35, VAR)  # G = 0: no padding row at all
+    assert conf_none.numpy().sum() == 0 and np.isfinite(loc_none.numpy()).all()
+
+
+# ---------------------------------------------------------------- NMS, detect
+def _nms_brute_force(boxes, scores, thresh, top_k):
+    def iou(a, b):
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = iw * ih
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    candidates = sorted(range(len(scores)), key=lambda i: -scores[i])[:top_k]
+    keep = []
+    for i in candidates:
+        if all(iou(boxes[i], boxes[k]) <= thresh for k in keep):
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("seed,top_k", [(0, 1000), (1, 60), (2, 1000)])
+def test_nms_matches_brute_force(seed, top_k):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 1, (10, 2))[rng.integers(0, 10, 200)] + rng.normal(0, 0.03, (200, 2))
+    half = rng.uniform(0.02, 0.1, (200, 2))
+    boxes = np.concatenate([centres - half, centres + half], 1)
+    scores = rng.permutation(200) / 200.0  # distinct scores: a unique greedy order
+    kept = nms(boxes, scores, 0.3, top_k)
+    expected = _nms_brute_force(boxes, scores, 0.3, top_k)
+    assert 10 < len(expected) < min(top_k, 200)  # the case really suppresses
+    assert kept.tolist() == expected
+    assert nms(boxes, scores, 0.3, top_k, max_keep=5).tolist() == expected[:5]
+
+
+def test_detect_threshold_nms_and_keep_top_k():
+    n, p = 2, len(PRIORS64)
+    conf = np.zeros((n, p, 2), np.float32)
+    conf[:, :, 0] = 5.0  # background everywhere: face probability ~ 0.0067 < 0.05
+    # level-0 priors of cells (0,0), (0,1), (0,2): 8 px boxes at 4 px steps
+    # IoU((0,0), (0,1)) = 32 / 96 = 1/3 > 0.3 -> suppressed; (0,0) and (0,2) do not overlap
+    conf[0, [0, 1, 2], 1] = [9.0, 8.0, 7.0]
+    conf[0, [0, 1, 2], 0] = 0.0
+    loc = np.zeros((n, p, 4), np.float32)
+    out = detect(jt.array(loc), jt.array(conf), PRIORS64, VAR, conf_thresh=0.05, nms_thresh=0.3,
+                 top_k=5000, keep_top_k=750)
+    assert len(out) == 2 and out[1].shape == (0, 5)
+    assert out[0].shape == (2, 5)
+    np.testing.assert_allclose(out[0][:, :4], _xyxy_np(PRIORS64)[[0, 2]], atol=1e-6)
+    np.testing.assert_allclose(out[0][:, 4], 1 / (1 + np.exp([-9.0, -7.0])), rtol=1e-5)
+    only_one = detect(jt.array(loc), jt.array(conf), PRIORS64, VAR, keep_top_k=1)
+    assert len(only_one[0]) == 1
+    no_nms = detect(jt.array(loc), jt.array(conf), PRIORS64, VAR, nms_thresh=1.0)
+    assert len(no_nms[0]) == 3
