@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dainet-installed
+# stage commands say `python`: the venv's, so dvc runs them with the project installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup repro test doctor bench clean-cache
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 repro: setup
-	$(VENV)/bin/dvc repro
+	dvc repro
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

@@ -39,3 +39,14 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_image(path: str | Path, rgb) -> None:
+    """Write a uint8 [H, W, 3] RGB array as PNG/JPEG (by the suffix), atomically."""
+    import cv2
+    import numpy as np
+
+    ok, buf = cv2.imencode(Path(path).suffix or ".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise ValueError(f"{path}: cannot encode image")
+    write_bytes(path, buf.tobytes())

@@ -1,0 +1,181 @@
+"""Stage ``prepare``: WIDER FACE annotations and DARK FACE labels -> list files (spec §11).
+
+Writes ``<out>/train.txt`` and ``<out>/val.txt`` (for the WIDER splits whose
+annotation file exists, or a ready-made train list), ``<out>/dark.txt``, and
+``<out>/missing_images.txt`` (one path a line, empty when none is missing).
+Boxes with w <= 0 or h <= 0 are dropped, then images left without a box; list
+image paths are the image files as found under the given roots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dainet.data import darkface, wider
+from dainet.data.lists import ListEntry, parse_line, write_list
+from dainet.errors import UserError
+from dainet.utils.fileio import write_text
+
+WIDER_SPLITS = ("train", "val")
+
+
+@dataclass
+class SplitStats:
+    """Counts for one list; ``images`` and ``faces`` are what the list holds."""
+    images: int = 0
+    faces: int = 0
+    zero_face_images: int = 0          # annotated with a count of 0
+    dropped_degenerate_boxes: int = 0  # w <= 0 or h <= 0
+    dropped_empty_images: int = 0      # no box left (zero-face images included)
+    missing_images: int = 0            # image file not found (not listed)
+
+    def as_metrics(self, prefix: str = "") -> dict[str, int]:
+        return {prefix + k: v for k, v in vars(self).items()}
+
+
+@dataclass
+class Split:
+    name: str
+    source: Path                       # annotation / label root / list file it came from
+    entries: list[ListEntry]
+    stats: SplitStats
+    missing: list[str] = field(default_factory=list)
+
+
+def wider_paths(wider_root: str | Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) of a WIDER FACE split under its release root."""
+    root = Path(wider_root)
+    return (root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt",
+            root / f"WIDER_{split}" / "images")
+
+
+def wider_entries(records: list[wider.WiderRecord], image_dir: str | Path) -> list[ListEntry]:
+    """One list entry per record, boxes as annotated (nothing dropped), image paths
+    joined onto ``image_dir``."""
+    return [ListEntry(str(Path(image_dir) / r.name), r.boxes_xywh.astype(np.float32),
+                      np.ones(len(r.boxes_xywh), np.int64)) for r in records]
+
+
+def darkface_entries(items: list[darkface.DarkFaceItem]) -> list[ListEntry]:
+    """DARK FACE xyxy labels -> list entries with xywh boxes (w = x2 - x1)."""
+    return [ListEntry(str(it.image),
+                      np.concatenate([it.boxes_xyxy[:, :2], it.boxes_xyxy[:, 2:] - it.boxes_xyxy[:, :2]],
+                                     1).astype(np.float32),
+                      np.ones(len(it.boxes_xyxy), np.int64)) for it in items]
+
+
+def drop_degenerate(entries: list[ListEntry]) -> tuple[list[ListEntry], SplitStats]:
+    """Drop boxes with w <= 0 or h <= 0, then entries left without a box."""
+    stats = SplitStats(zero_face_images=sum(len(e.boxes_xywh) == 0 for e in entries))
+    kept = []
+    for e in entries:
+        ok = (e.boxes_xywh[:, 2] > 0) & (e.boxes_xywh[:, 3] > 0)
+        stats.dropped_degenerate_boxes += int((~ok).sum())
+        if ok.any():
+            kept.append(ListEntry(e.image, e.boxes_xywh[ok], e.labels[ok]))
+        else:
+            stats.dropped_empty_images += 1
+    stats.images, stats.faces = len(kept), sum(len(e.boxes_xywh) for e in kept)
+    return kept, stats
+
+
+def drop_missing(entries: list[ListEntry], stats: SplitStats) -> tuple[list[ListEntry], list[str]]:
+    """Remove entries whose image file does not exist; updates ``stats``."""
+    present = [Path(e.image).is_file() for e in entries]
+    missing = [e.image for e, ok in zip(entries, present) if not ok]
+    kept = [e for e, ok in zip(entries, present) if ok]
+    stats.missing_images = len(missing)
+    stats.images, stats.faces = len(kept), sum(len(e.boxes_xywh) for e in kept)
+    return kept, missing
+
+
+def read_numbered_list(path: str | Path) -> list[tuple[int, ListEntry]]:
+    """A ready-made list file as (1-based line, entry); an image listed twice is an
+    error naming both lines."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read list file ({exc})") from None
+    rows = [(i, parse_line(s, f"{path}:{i}")) for i, s in enumerate(text.splitlines(), 1) if s.strip()]
+    if not rows:
+        raise UserError(f"{path}: list file holds no images")
+    first: dict[str, int] = {}
+    for i, e in rows:
+        if e.image in first:
+            raise UserError(f"{path}:{i}: image {e.image!r} is listed twice (lines {first[e.image]} and {i})")
+        first[e.image] = i
+    return rows
+
+
+def _finish(name: str, source: Path, entries: list[ListEntry], check_images: bool) -> Split:
+    kept, stats = drop_degenerate(entries)
+    missing: list[str] = []
+    if check_images:
+        kept, missing = drop_missing(kept, stats)
+    return Split(name, source, kept, stats, missing)
+
+
+def prepare_wider_split(wider_root: str | Path, split: str, check_images: bool = True) -> Split | None:
+    """Parse one WIDER split; ``None`` when its annotation file does not exist."""
+    ann, image_dir = wider_paths(wider_root, split)
+    if not ann.is_file():
+        return None
+    return _finish(split, ann, wider_entries(wider.read_wider_annotations(ann), image_dir), check_images)
+
+
+def prepare_train_list(list_file: str | Path, check_images: bool = True) -> Split:
+    """A ready-made (HLA-Face / DSFD style) list, validated and cleaned like a parsed one."""
+    return _finish("train", Path(list_file), [e for _, e in read_numbered_list(list_file)], check_images)
+
+
+def prepare_darkface(darkface_root: str | Path, check_images: bool = True) -> Split:
+    root = Path(darkface_root)
+    return _finish("dark", root, darkface_entries(darkface.read_darkface(root)), check_images)
+
+
+def prepare_lists(wider_root: str | Path, darkface_root: str | Path | None, out: str | Path,
+                  train_list: str | Path | None = None, max_missing_images: int = 0) -> dict[str, Split]:
+    """Build every list, write ``<out>/missing_images.txt``, fail when more images are
+    missing than allowed, then write ``<out>/<split>.txt``. Returns the splits."""
+    out = Path(out)
+    splits: dict[str, Split] = {}
+    if train_list:
+        splits["train"] = prepare_train_list(train_list)
+    for split in WIDER_SPLITS:
+        if split not in splits:
+            s = prepare_wider_split(wider_root, split)
+            if s is not None:
+                splits[split] = s
+    if not splits:
+        raise UserError(f"{wider_root}: no WIDER FACE annotation file found (expected "
+                        f"{wider_paths(wider_root, 'train')[0]} or {wider_paths(wider_root, 'val')[0]})")
+    if darkface_root:
+        splits["dark"] = prepare_darkface(darkface_root)
+
+    missing = [m for s in splits.values() for m in s.missing]
+    write_text(out / "missing_images.txt", "".join(f"{m}\n" for m in missing))
+    if len(missing) > max_missing_images:
+        where = ", ".join(f"{s.stats.missing_images} in {s.source}" for s in splits.values() if s.missing)
+        raise UserError(f"{len(missing)} image file{'s' * (len(missing) != 1)} missing ({where}); at most "
+                        f"{max_missing_images} allowed (data.max_missing_images); "
+                        f"see {out / 'missing_images.txt'}")
+    for s in splits.values():
+        if not s.entries:
+            raise UserError(f"{s.source}: no image with a valid face is left for {s.name}.txt")
+        write_list(out / f"{s.name}.txt", s.entries)
+    return splits
+
+
+def metrics(splits: dict[str, Split]) -> dict[str, int]:
+    """Flat metrics: totals over all lists, then ``<split>_<count>`` for each list."""
+    total = SplitStats()
+    for s in splits.values():
+        for k, v in vars(s.stats).items():
+            setattr(total, k, getattr(total, k) + v)
+    out = total.as_metrics()
+    for name, s in splits.items():
+        out.update(s.stats.as_metrics(f"{name}_"))
+    return out

@@ -1,0 +1,227 @@
+"""The embedded sample data (stage ``sample``): miniature WIDER FACE and DARK FACE
+releases in their official on-disk layouts, generated from a seed::
+
+    <out>/widerface/WIDER_{train,val}/images/<event>/<file>.jpg
+    <out>/widerface/wider_face_split/wider_face_{train,val}_bbx_gt.txt
+    <out>/widerface/wider_face_split/wider_face_val.mat
+    <out>/widerface/eval_tools/ground_truth/wider_face_val.mat, wider_{easy,medium,hard}_val.mat
+    <out>/darkface/image/<n>.png, <out>/darkface/label/<n>.txt
+
+Image k of a split is rendered from its own child seed (seed, split, k), so the
+files are byte-identical for a given seed, and changing one split's size leaves
+the other splits' images unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from dainet.data import darkface, synth, wider
+from dainet.params import ParamError, Section
+from dainet.utils.fileio import write_bytes
+
+# WIDER FACE's first event names; the sample uses the first n_events of them.
+EVENT_NAMES = ("Parade", "Handshaking", "Demonstration", "Riot", "Dancing", "Car_Accident",
+               "Funeral", "Cheering", "Election_Campain", "Press_Conference", "People_Marching",
+               "Meeting", "Group", "Interview", "Traffic", "Stock_Market")
+SPLITS = ("train", "val", "dark")       # the child-seed key of each split
+
+
+@dataclass(frozen=True)
+class DifficultyRule:
+    """Faces that count at a WIDER difficulty level: valid, at least ``min_height``
+    pixels tall, blur and occlusion labels at most the given values."""
+    min_height: float
+    max_blur: int
+    max_occlusion: int
+
+
+# Measured on the real val ground truth: the easy / medium / hard gt_lists hold
+# (nearly) every valid face at least 50 / 30 / 10 px tall. WIDER's own split came
+# from detector recall; size dominates it, and we add blur and occlusion for easy.
+DEFAULT_DIFFICULTY = {"easy": DifficultyRule(50, 1, 1), "medium": DifficultyRule(30, 2, 2),
+                      "hard": DifficultyRule(10, 2, 2)}
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    seed: int = 2024
+    n_train: int = 300
+    n_val: int = 100
+    n_dark: int = 100
+    n_events: int = 6
+    jpeg_quality: int = 92
+    scene: synth.SceneConfig = field(default_factory=synth.SceneConfig)
+    dark: synth.LowLightConfig = field(default_factory=synth.LowLightConfig)
+    difficulty: dict = field(default_factory=lambda: dict(DEFAULT_DIFFICULTY))
+
+    @classmethod
+    def from_section(cls, p: Section) -> "SampleConfig":
+        """Read params ``sample`` (``sample.difficulty`` optional: level -> [min
+        height, max blur, max occlusion]) and check ranges."""
+        d = p.section("dark")
+        cfg = cls(
+            seed=p.int("seed"), n_train=p.int("n_train"), n_val=p.int("n_val"),
+            n_dark=p.int("n_dark"), n_events=p.int("n_events"), jpeg_quality=p.int("jpeg_quality"),
+            scene=synth.SceneConfig(
+                image_side=tuple(p.list("image_side", int, 2)),
+                faces_per_image=tuple(p.list("faces_per_image", int, 2)),
+                face_size=p.range("face_size"),
+                zero_face_fraction=p.float("zero_face_fraction"),
+                distractors=tuple(p.list("distractors", int, 2)),
+                occlusion_prob=p.float("occlusion_prob"), blur_prob=p.float("blur_prob")),
+            dark=synth.LowLightConfig(
+                exposure=d.range("exposure"), gamma=d.range("gamma"),
+                shot_noise=d.range("shot_noise"), read_noise=d.range("read_noise"),
+                colour_cast=d.float("colour_cast"),
+                jpeg_quality=tuple(d.list("jpeg_quality", int, 2))),
+            difficulty=_difficulty(p) if "difficulty" in p else dict(DEFAULT_DIFFICULTY))
+        _check(cfg, p)
+        return cfg
+
+
+def _difficulty(p: Section) -> dict:
+    sec = p.section("difficulty")
+    rules = {}
+    for level in sec.keys():
+        lo, blur, occ = sec.list(level, float, 3)
+        rules[level] = DifficultyRule(lo, int(blur), int(occ))
+    return rules
+
+
+def _check(cfg: SampleConfig, p: Section) -> None:
+    s, d = cfg.scene, cfg.dark
+
+    def need(ok: bool, key: str, what: str):
+        if not ok:
+            raise ParamError(f"{p.source}: sample.{key}: expected {what}")
+
+    for key in ("n_train", "n_val", "n_dark"):
+        need(getattr(cfg, key) >= 0, key, "a count >= 0")
+    need(1 <= cfg.n_events, "n_events", "at least 1")
+    need(16 <= s.image_side[0] <= s.image_side[1], "image_side", "[low, high] with 16 <= low <= high")
+    need(0 <= s.faces_per_image[0] <= s.faces_per_image[1], "faces_per_image", "0 <= low <= high")
+    need(0 <= s.distractors[0] <= s.distractors[1], "distractors", "0 <= low <= high")
+    need(2 <= s.face_size[0], "face_size", "a low end of at least 2 pixels")
+    for key in ("zero_face_fraction", "occlusion_prob", "blur_prob"):
+        need(0 <= getattr(s, key) <= 1, key, "a probability in [0, 1]")
+    need(1 <= cfg.jpeg_quality <= 100, "jpeg_quality", "1..100")
+    need(1 <= d.jpeg_quality[0] <= d.jpeg_quality[1] <= 100, "dark.jpeg_quality", "[low, high] in 1..100")
+    for key in ("exposure", "gamma", "shot_noise", "read_noise"):
+        need(getattr(d, key)[0] > 0, f"dark.{key}", "positive [low, high]")
+    need(0 <= d.colour_cast < 1, "dark.colour_cast", "a value in [0, 1)")
+    levels = list(cfg.difficulty.values())
+    for easier, harder in zip(levels, levels[1:]):   # listed easy -> hard: each must contain the previous
+        need(harder.min_height <= easier.min_height and harder.max_blur >= easier.max_blur
+             and harder.max_occlusion >= easier.max_occlusion, "difficulty",
+             "levels from easy to hard with relaxing limits (hard ⊇ medium ⊇ easy)")
+
+
+def difficulty_masks(boxes_xywh: np.ndarray, attributes: np.ndarray,
+                     rules: dict[str, DifficultyRule]) -> dict[str, np.ndarray]:
+    """Per level, a bool [n] mask of the faces ([n, 4] xywh boxes, [n, 6] WIDER
+    attributes) that count at that level."""
+    a = dict(zip(wider.ATTRIBUTES, attributes.T))
+    valid = a["invalid"] == 0
+    return {level: valid & (boxes_xywh[:, 3] >= r.min_height) & (a["blur"] <= r.max_blur)
+            & (a["occlusion"] <= r.max_occlusion) for level, r in rules.items()}
+
+
+@dataclass
+class SampleSet:
+    """What :func:`write_sample` wrote."""
+    root: Path
+    train: list[wider.WiderRecord]
+    val: list[wider.WiderRecord]
+    dark: list[darkface.DarkFaceItem]
+    val_keep: dict[str, list[np.ndarray]]   # level -> per val image, bool [n] faces that count
+
+
+def event_names(n_events: int) -> list[str]:
+    """WIDER-style event folder names ``<i>--<Name>``, sorted as WIDER lists them."""
+    names = [f"{i}--{EVENT_NAMES[i] if i < len(EVENT_NAMES) else f'Event_{i}'}" for i in range(n_events)]
+    return sorted(names)
+
+
+def image_name(event: str, index: int) -> str:
+    """``<event>/<i>_<Name>_<name>_<i>_<index>.jpg``, the WIDER file naming pattern."""
+    i, name = event.split("--", 1)
+    return f"{event}/{i}_{name}_{name.lower()}_{i}_{index}.jpg"
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), index)))
+
+
+def _encode(image_rgb: np.ndarray, ext: str, params: list[int]) -> bytes:
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(image_rgb[..., ::-1]), params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {ext} image")
+    return buf.tobytes()
+
+
+def render_image(cfg: SampleConfig, job: tuple[str, int]) -> tuple[str, int, bytes, synth.Scene]:
+    """Image ``k`` of ``split`` as encoded file bytes (jpg, or png for the dark set)
+    and its scene (boxes, attributes); depends on (seed, split, k) only."""
+    split, k = job
+    rng = scene_rng(cfg.seed, split, k)
+    scene = synth.render_scene(rng, cfg.scene)
+    if split == "dark":
+        # PNG level 1: sensor noise barely compresses, higher levels only cost time
+        data = _encode(synth.render_low_light(scene.image, rng, cfg.dark), ".png",
+                       [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    else:
+        data = _encode(scene.image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+    return split, k, data, scene
+
+
+def write_sample(out: str | Path, cfg: SampleConfig, workers: int = 1,
+                 progress: Callable[..., Iterable] | None = None) -> SampleSet:
+    """Render and write the sample releases under ``out``.
+
+    ``workers`` > 1 renders in that many processes (same bytes: each image has its
+    own seed). ``progress(iterable, total=...)`` wraps the image loop (e.g. ``tqdm``).
+    """
+    out = Path(out)
+    wroot, droot = out / "widerface", out / "darkface"
+    events = event_names(cfg.n_events)
+    jobs = [(s, k) for s, n in zip(SPLITS, (cfg.n_train, cfg.n_val, cfg.n_dark)) for k in range(n)]
+    records: dict[str, list[wider.WiderRecord]] = {"train": [], "val": []}
+    dark: list[darkface.DarkFaceItem] = []
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        rendered = (pool.map if pool else map)(partial(render_image, cfg), jobs,
+                                               **({"chunksize": 4} if pool else {}))
+        if progress is not None:
+            rendered = progress(rendered, total=len(jobs))
+        for split, k, data, scene in rendered:
+            if split == "dark":
+                xyxy = np.concatenate([scene.boxes_xywh[:, :2], scene.boxes_xywh[:, :2]
+                                       + scene.boxes_xywh[:, 2:]], 1).astype(np.float64)
+                item = darkface.DarkFaceItem(droot / "image" / f"{k + 1}.png",
+                                             droot / "label" / f"{k + 1}.txt", xyxy)
+                write_bytes(item.image, data)
+                darkface.write_darkface_label(item.label, item.boxes_xyxy)
+                dark.append(item)
+            else:
+                name = image_name(events[k % len(events)], k)
+                write_bytes(wroot / f"WIDER_{split}" / "images" / name, data)
+                records[split].append(wider.WiderRecord(name, scene.boxes_xywh.astype(np.float64),
+                                                        scene.attributes))
+    for split in ("train", "val"):   # WIDER lists images grouped by event
+        records[split].sort(key=lambda r: events.index(r.event))
+        wider.write_wider_annotations(wroot / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt",
+                                      records[split])
+    masks = [difficulty_masks(r.boxes_xywh, r.attributes, cfg.difficulty) for r in records["val"]]
+    keep = {level: [m[level] for m in masks] for level in cfg.difficulty}
+    gt = wroot / "eval_tools" / "ground_truth"
+    wider.write_wider_gt(gt, records["val"], keep, "val")
+    # the official release ships this file in wider_face_split/ too
+    write_bytes(wroot / "wider_face_split" / "wider_face_val.mat", (gt / "wider_face_val.mat").read_bytes())
+    return SampleSet(out, records["train"], records["val"], dark, keep)

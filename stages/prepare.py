@@ -1,0 +1,46 @@
+"""Stage ``prepare``: WIDER FACE annotations and DARK FACE labels -> list files.
+
+    python stages/prepare.py --out data/lists --metrics metrics/prepare.json
+        [--wider-root DIR] [--darkface-root DIR] [--train-list FILE] [--params params.yaml]
+
+Roots default to params ``data.wider_root`` / ``data.darkface_root``; a non-empty
+``data.train_list`` (or ``--train-list``) is a ready-made list used as train.txt.
+"""
+from __future__ import annotations
+
+import argparse
+
+from dainet import cli
+from dainet.data.prepare import metrics, prepare_lists
+from dainet.params import load_params
+from dainet.utils.fileio import write_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--wider-root", help="WIDER FACE release root (default: data.wider_root)")
+    ap.add_argument("--darkface-root", help="DARK FACE root with image/ and label/ (default: data.darkface_root)")
+    ap.add_argument("--train-list", help="ready-made train list file (default: data.train_list)")
+    ap.add_argument("--out", required=True, help="folder for train.txt, val.txt, dark.txt")
+    ap.add_argument("--metrics", required=True, help="metrics JSON file")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+
+    p = load_params(args.params).section("data")
+    splits = prepare_lists(
+        wider_root=args.wider_root or p.str("wider_root"),
+        darkface_root=args.darkface_root or p.str("darkface_root"),
+        out=args.out,
+        train_list=args.train_list or p.str("train_list"),
+        max_missing_images=p.int("max_missing_images"))
+    m = metrics(splits)
+    write_json(args.metrics, m)
+    print("prepare: " + ", ".join(f"{n}.txt {s.stats.images} images / {s.stats.faces} faces"
+                                  for n, s in splits.items())
+          + f"; dropped {m['dropped_degenerate_boxes']} degenerate boxes, "
+            f"{m['dropped_empty_images']} empty images; {m['missing_images']} missing")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
