@@ -1,0 +1,64 @@
+"""SSIM as the reference computes it: torchmetrics' ``structural_similarity_index_measure`` defaults (spec §9).
+
+- data range L = max(a.max - a.min, b.max - b.min) over the whole batch (differentiable,
+  as in torchmetrics); C1 = (k1 L)^2, C2 = (k2 L)^2;
+- Gaussian window (``window`` taps, ``sigma``) per channel, applied as two separable 1-D
+  passes; both inputs reflect-padded by (window-1)/2 and filtered without padding, so the
+  statistics maps keep the input size;
+- variances clamped at 0;
+- like torchmetrics, the SSIM map is then cropped by (window-1)/2 on every side (the
+  border, whose statistics saw the reflected padding) and averaged over channels and
+  pixels per image, then over the batch.
+"""
+from __future__ import annotations
+
+import jittor as jt
+import numpy as np
+from jittor import nn
+
+
+def gaussian_taps(window: int, sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian [window], centred (torchmetrics' ``_gaussian``)."""
+    x = np.arange(window, dtype=np.float64) - (window - 1) / 2.0
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    return (g / g.sum()).astype(np.float32)
+
+
+def gaussian_filter_valid(x: jt.Var, window: int, sigma: float) -> jt.Var:
+    """Separable Gaussian of every channel of [N, C, H, W], no padding: [N, C, H-w+1, W-w+1]."""
+    n, c, h, w = x.shape
+    taps = gaussian_taps(window, sigma)
+    kx = jt.array(taps.reshape(1, 1, 1, window)).stop_grad()
+    ky = jt.array(taps.reshape(1, 1, window, 1)).stop_grad()
+    planes = x.reshape(n * c, 1, h, w)  # depthwise: every channel is its own plane
+    out = nn.conv2d(nn.conv2d(planes, kx), ky)
+    return out.reshape(n, c, out.shape[2], out.shape[3])
+
+
+def ssim(a: jt.Var, b: jt.Var, window: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> jt.Var:
+    """Mean SSIM of two [N, C, H, W] batches (a scalar); H, W > window // 2 (reflect padding)."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"ssim: shapes differ: {a.shape} vs {b.shape}")
+    if min(a.shape[2:]) < window:
+        raise ValueError(f"ssim: images {tuple(a.shape[2:])} smaller than the {window}-tap window")
+    pad = (window - 1) // 2
+    n = a.shape[0]
+    data_range = jt.maximum(a.max() - a.min(), b.max() - b.min())
+    c1 = (k1 * data_range).sqr()
+    c2 = (k2 * data_range).sqr()
+
+    a = nn.pad(a, (pad, pad, pad, pad), mode="reflect")
+    b = nn.pad(b, (pad, pad, pad, pad), mode="reflect")
+    # the five local statistics in one filtering pass
+    stats = gaussian_filter_valid(jt.concat([a, b, a * a, b * b, a * b], dim=0), window, sigma)
+    mu_a, mu_b, e_aa, e_bb, e_ab = (stats[i * n:(i + 1) * n] for i in range(5))
+    mu_aa, mu_bb, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
+    var_a = jt.maximum(e_aa - mu_aa, 0.0)
+    var_b = jt.maximum(e_bb - mu_bb, 0.0)
+    cov = e_ab - mu_ab
+
+    ssim_map = ((2 * mu_ab + c1) * (2 * cov + c2)) / ((mu_aa + mu_bb + c1) * (var_a + var_b + c2))
+    h, w = ssim_map.shape[2:]
+    ssim_map = ssim_map[:, :, pad:h - pad, pad:w - pad]
+    return ssim_map.mean(dims=(1, 2, 3)).mean()

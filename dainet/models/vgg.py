@@ -1,0 +1,70 @@
+"""VGG16 "reduced fc" backbone (SSD style) as a flat layer list built from a cfg list (spec §2).
+
+The list index of every layer is its published name: ``vgg.<i>.weight``.
+"""
+from __future__ import annotations
+
+import jittor as jt
+from jittor import nn
+
+from dainet.models.config import POOL, POOL_CEIL
+
+
+class MaxPool2x2(nn.Module):
+    """2x2 max-pool, stride 2, with PyTorch's output sizes for any input size.
+
+    Jittor's own pool refuses inputs no larger than the kernel (a 2x2 map, which
+    PyTorch pools to 1x1; it happens at the last pool for small test-time shrinks),
+    so the window is formed by a reshape instead.
+    ``ceil_mode`` keeps a last, partial window (the image side is odd).
+    """
+
+    def __init__(self, ceil_mode: bool = False):
+        self.ceil_mode = ceil_mode
+
+    def execute(self, x: jt.Var) -> jt.Var:
+        n, c, h, w = x.shape
+        if self.ceil_mode:
+            oh, ow = (h + 1) // 2, (w + 1) // 2
+            if (2 * oh, 2 * ow) != (h, w):  # pad the partial window with -inf: it never wins
+                x = x.reindex([n, c, 2 * oh, 2 * ow], ["i0", "i1", "i2", "i3"], overflow_value=-float("inf"))
+        else:
+            oh, ow = h // 2, w // 2
+            if (2 * oh, 2 * ow) != (h, w):  # PyTorch drops the last row / column
+                x = x[:, :, :2 * oh, :2 * ow]
+        return x.reshape(n, c, oh, 2, ow, 2).max(dims=(3, 5))
+
+    def extra_repr(self) -> str:
+        return f"ceil_mode={self.ceil_mode}"
+
+
+def vgg_layers(cfg: list, fc_channels: int, fc_dilation: int, in_channels: int = 3) -> list[nn.Module]:
+    """The backbone layer list: cfg convs (3x3 pad 1, ReLU) and pools, then conv6 / conv7.
+
+    ``cfg`` holds conv widths and ``'M'`` (pool) / ``'C'`` (pool, ceil_mode); conv6 is the
+    reduced fc6 (3x3, dilation ``fc_dilation``), conv7 the reduced fc7 (1x1), each + ReLU.
+    With the paper cfg the list has 35 entries, convs at 0, 2, 5, ..., 31, 33.
+    """
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for v in cfg:
+        if v == POOL:
+            layers.append(MaxPool2x2(ceil_mode=False))
+        elif v == POOL_CEIL:
+            layers.append(MaxPool2x2(ceil_mode=True))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+            cin = v
+    layers += [nn.Conv2d(cin, fc_channels, 3, padding=fc_dilation, dilation=fc_dilation), nn.ReLU(),
+               nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU()]
+    return layers
+
+
+def extra_layers(extras_cfg: list, in_channels: int) -> list[nn.Module]:
+    """Extras on top of fc7: pairs of (1x1 conv, 3x3 stride-2 pad-1 conv); ReLU is applied in the forward."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for k, v in enumerate(extras_cfg):
+        layers.append(nn.Conv2d(cin, v, 1) if k % 2 == 0 else nn.Conv2d(cin, v, 3, stride=2, padding=1))
+        cin = v
+    return layers
