@@ -123,3 +123,19 @@ def test_multibox_gradients_reach_only_the_selected_priors():
     assert (n_pos > 0).all()
     np.testing.assert_array_equal(has_conf.sum(1), 4 * n_pos)
     assert (has_conf[has_loc]).all()
+
+
+def test_nan_predictions_give_a_nan_loss_not_a_crash():
+    """A diverged network (NaN logits) must reach the trainer's finite check; argsort on NaN
+    used to crash the process."""
+    import numpy as np
+    import jittor as jt
+    from dainet.boxes.priors import make_priors
+    from dainet.losses.multibox import MultiBoxLoss
+    priors = make_priors((64, 64), [4, 8, 16, 32, 64, 128], [8, 16, 32, 64, 128, 256])
+    p = len(priors)
+    conf = np.random.default_rng(0).normal(size=(2, p, 2)).astype(np.float32)
+    conf[0, ::3] = np.nan
+    targets = np.array([[[0.1, 0.1, 0.5, 0.5, 1]], [[0.2, 0.2, 0.4, 0.6, 1]]], np.float32)
+    loss_l, loss_c = MultiBoxLoss(0.35, 3, (0.1, 0.2))(jt.zeros((2, p, 4)), jt.array(conf), priors, targets)
+    assert not np.isfinite(loss_c.item())

@@ -29,6 +29,10 @@ def hard_negative_mask(ce: jt.Var, pos: jt.Var, neg_pos_ratio: float) -> jt.Var:
     """
     p = ce.shape[1]
     mining_loss = jt.ternary(pos, jt.zeros_like(ce), ce).stop_grad()
+    # NaN breaks the sort's ordering (Jittor's argsort then crashes): rank it as +inf, so a
+    # diverged network reaches the trainer's finite-loss check instead of a segfault
+    # (`x != x` is compiled away under fast-math; jt.isnan is not)
+    mining_loss = jt.ternary(jt.isnan(mining_loss), jt.full_like(mining_loss, float("inf")), mining_loss)
     order, _ = jt.argsort(mining_loss, dim=1, descending=True)
     rank, _ = jt.argsort(order, dim=1)  # rank[n, i] = position of prior i in the order
     num_neg = jt.minimum(neg_pos_ratio * pos.int32().sum(dim=1, keepdims=True), p - 1)
