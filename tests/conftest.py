@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny params profiles, a tiny generated data set, stage entry points."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The tiny profile: a few iterations of a narrow network on 128 px crops, so every
+# stage runs end to end in seconds on a CPU.
+TINY = {
+    "sample.n_train": 12, "sample.n_val": 6, "sample.n_dark": 6, "sample.n_events": 2,
+    "sample.image_side": [128, 192], "sample.face_size": [16, 72], "sample.faces_per_image": [1, 3],
+    "model.width": 0.125,
+    "augment.image_size": 128,
+    "train_decomp.iterations": 3, "train_decomp.batch_size": 2, "train_decomp.image_size": 48,
+    "train_decomp.log_every": 1, "train_decomp.n_preview": 2, "train_decomp.preview_size": 64,
+    "train.batch_size": 2, "train.max_iter": 4, "train.max_epochs": 100, "train.log_every": 1,
+    "train.image_every": 2, "train.checkpoint_every": 2, "train.device": "cpu",
+    "predict.single_scale": True, "visualize.n_images": 2,
+}
+
+
+def set_dotted(tree: dict, dotted: str, value) -> None:
+    node = tree
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    if last not in node:
+        raise KeyError(f"params.yaml has no key {dotted}")
+    node[last] = value
+
+
+def write_params(path: Path, overrides: dict | None = None, base: Path = ROOT / "params.yaml") -> Path:
+    """params.yaml with dotted-key overrides (every key must exist in the base)."""
+    tree = copy.deepcopy(yaml.safe_load(base.read_text()))
+    for k, v in (overrides or {}).items():
+        set_dotted(tree, k, v)
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def stage_main(name: str):
+    """The ``main(argv)`` of ``stages/<name>.py`` (stages are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+@pytest.fixture(scope="session")
+def tiny_params(tmp_path_factory) -> Path:
+    return write_params(tmp_path_factory.mktemp("params") / "params.yaml", TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, tiny_params) -> dict:
+    """A tiny sample release and its lists: {'root', 'lists', 'params', 'wider', 'darkface'}."""
+    from dainet.data.prepare import prepare_lists
+    from dainet.data.sample import SampleConfig, write_sample
+    from dainet.params import load_params
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    cfg = SampleConfig.from_section(load_params(tiny_params).section("sample"))
+    write_sample(root / "sample", cfg)
+    prepare_lists(root / "sample" / "widerface", root / "sample" / "darkface", root / "lists")
+    return {"root": root, "lists": root / "lists", "params": tiny_params,
+            "wider": root / "sample" / "widerface", "darkface": root / "sample" / "darkface"}

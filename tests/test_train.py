@@ -1,0 +1,127 @@
+"""The train_decomp and train stages on a tiny profile: outputs, resume, NaN guard, DSFD."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY, stage_main, write_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_data):
+    """Seeded initial DAI-Net weights and a decomposition net (as convert_weights writes them)."""
+    import dainet  # noqa: F401
+    from dainet.models import build_model
+    from dainet.models.decomp import build_decomposer
+    from dainet.models.init import init_weights
+    from dainet.params import load_params
+    from dainet.weights.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("weights")
+    model = load_params(tiny_data["params"]).section("model")
+    save_checkpoint(d / "init.ckpt", {"model": init_weights(build_model(model), 0, "kaiming").state_dict()})
+    save_checkpoint(d / "decomp.ckpt", {"model": init_weights(build_decomposer(model), 0).state_dict()})
+    return d
+
+
+def train_args(tiny_data, weights, out: Path, params: Path) -> list[str]:
+    lists = tiny_data["lists"]
+    return ["--train-list", str(lists / "train.txt"), "--val-list", str(lists / "val.txt"),
+            "--init", str(weights / "init.ckpt"), "--decomp", str(weights / "decomp.ckpt"),
+            "--checkpoints", str(out / "ckpt"), "--out", str(out / "model.ckpt"),
+            "--metrics", str(out / "train.json"), "--plots", str(out / "plots"), "--params", str(params)]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_decomp_writes_weights_metrics_curve_and_preview(tmp_path, tiny_data):
+    from dainet.weights.checkpoint import load_checkpoint
+    lists = tiny_data["lists"]
+    rc = stage_main("train_decomp")([
+        "--train-list", str(lists / "train.txt"), "--val-list", str(lists / "val.txt"),
+        "--out", str(tmp_path / "decomp.ckpt"), "--metrics", str(tmp_path / "decomp.json"),
+        "--plots", str(tmp_path / "plots"), "--params", str(tiny_data["params"])])
+    assert rc == 0
+    ck = load_checkpoint(tmp_path / "decomp.ckpt")
+    assert ck["pretrained"] is False and "DecomNet.net1_conv0.weight" in ck["model"]
+    m = json.loads((tmp_path / "decomp.json").read_text())
+    assert m["iterations"] == TINY["train_decomp.iterations"] and np.isfinite(m["final_loss"])
+    rows = read_rows(tmp_path / "plots" / "loss.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    import cv2
+    img = cv2.imread(str(tmp_path / "plots" / "preview.png"))
+    assert img.shape[0] == 2 * TINY["train_decomp.preview_size"]  # one row per preview image
+
+
+def test_train_writes_every_output(tmp_path, tiny_data, weights):
+    from dainet.weights.checkpoint import load_checkpoint
+    assert stage_main("train")(train_args(tiny_data, weights, tmp_path, tiny_data["params"])) == 0
+    rows = read_rows(tmp_path / "plots" / "loss.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    for term in ("loc1", "conf1", "loc2", "conf2", "ref", "enh", "mutual", "total", "lr", "images_per_s"):
+        assert all(np.isfinite(float(r[term])) for r in rows), term
+    m = json.loads((tmp_path / "train.json").read_text())
+    assert m["iterations"] == 4 and m["device"] == "cpu" and m["method"] == "dainet"
+    assert np.isfinite(m["best_val_loss"]) and np.isfinite(m["final_total"])
+    live = tmp_path / "plots" / "live"
+    assert (live / "plots" / "metrics" / "train" / "loc2.tsv").exists()
+    pngs = sorted((live / "plots" / "images").glob("*.png"))
+    assert [p.name for p in pngs] == ["train_0000002.png", "train_0000004.png"]
+    assert (tmp_path / "ckpt" / "last.ckpt").exists() and (tmp_path / "ckpt" / "iter_0000002.ckpt").exists()
+    model = load_checkpoint(tmp_path / "model.ckpt")["model"]
+    assert "ref.0.weight" in model and "loc_pal2.5.weight" in model
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_data, weights):
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert stage_main("train")(train_args(tiny_data, weights, full, tiny_data["params"])) == 0
+    args = train_args(tiny_data, weights, split, tiny_data["params"])
+    assert stage_main("train")(args + ["--stop-after", "2"]) == 0     # "killed" after a checkpoint
+    assert [int(r["iteration"]) for r in read_rows(split / "plots" / "loss.csv")] == [1, 2]
+    assert stage_main("train")(args) == 0                             # resumes at iteration 2
+    a, b = read_rows(full / "plots" / "loss.csv"), read_rows(split / "plots" / "loss.csv")
+    assert [r["iteration"] for r in b] == [r["iteration"] for r in a]
+    for ra, rb in zip(a, b):
+        for term in ("loc1", "conf1", "loc2", "conf2", "ref", "enh", "mutual", "lr"):
+            assert float(rb[term]) == pytest.approx(float(ra[term]), rel=1e-4, abs=1e-6), (ra["iteration"], term)
+
+
+def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path, tiny_data, weights, capsys):
+    out = tmp_path / "run"
+    assert stage_main("train")(train_args(tiny_data, weights, out, tiny_data["params"]) + ["--stop-after", "2"]) == 0
+    other = write_params(tmp_path / "p2.yaml", {**TINY, "train.lr": 1e-4})
+    assert stage_main("train")(train_args(tiny_data, weights, out, other)) == 0
+    assert "starting over" in capsys.readouterr().out
+    assert [int(r["iteration"]) for r in read_rows(out / "plots" / "loss.csv")] == [1, 2, 3, 4]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, tiny_data, weights):
+    from dainet.training.joint import TrainingDiverged
+    from dainet.weights.checkpoint import load_checkpoint
+    params = write_params(tmp_path / "p.yaml", {**TINY, "train.lr": 1e30, "train.checkpoint_every": 1,
+                                                "train.max_iter": 6})
+    with pytest.raises(TrainingDiverged, match=r"non-finite at iteration \d+.*last good checkpoint"):
+        stage_main("train")(train_args(tiny_data, weights, tmp_path, params))
+    last = load_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    it = last["loop"]["iteration"]
+    assert 1 <= it < 6
+    assert all(np.isfinite(v).all() for v in last["model"].values())
+
+
+def test_dsfd_baseline_trains_without_reflectance(tmp_path, tiny_data, weights):
+    from dainet.weights.checkpoint import load_checkpoint
+    params = write_params(tmp_path / "p.yaml", {**TINY, "train.method": "dsfd", "train.max_iter": 2})
+    assert stage_main("train")(train_args(tiny_data, weights, tmp_path, params)) == 0
+    rows = read_rows(tmp_path / "plots" / "loss.csv")
+    assert set(rows[0]) >= {"loc1", "conf1", "loc2", "conf2"} and "ref" not in rows[0]
+    model = load_checkpoint(tmp_path / "model.ckpt")["model"]
+    assert not any(k.startswith("ref.") for k in model)
