@@ -1,0 +1,253 @@
+"""DAI-Net / DSFD as a detector for the multi-scale test, and the predict loop (spec §10).
+
+:func:`make_detect_fn` turns a network into the ``detect_fn`` that
+:func:`dainet.inference.multi_scale_detect` calls once per test scale::
+
+    image float32 [h, w, 3] RGB in [0, 1]
+      -> jt input [1, 3, h, w]
+      -> net(x, with_reflectance=False) under jt.no_grad()   (second shot: loc2, conf2)
+      -> dainet.boxes.detect with the second-shot priors of an h x w input
+      -> [K, 5] (x1, y1, x2, y2 in that image's pixels, score)
+
+:func:`predict_images` runs it over an image set (each image read once, unreadable
+ones reported and counted) and writes WIDER or DARK FACE prediction files.
+
+This module imports Jittor (the rest of :mod:`dainet.inference` does not): import it
+as ``dainet.inference.predictor``, after ``dainet``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+import dainet  # noqa: F401  (Jittor set-up before jittor)
+import jittor as jt
+
+from dainet.boxes.detect import detect
+from dainet.boxes.priors import feature_sizes, make_priors
+from dainet.data.lists import read_list
+from dainet.errors import UserError
+from dainet.inference.images import ImageReadError, read_image
+from dainet.inference.multiscale import DetectFn, MultiScaleConfig, multi_scale_detect
+from dainet.inference.writers import write_darkface_prediction, write_wider_prediction
+from dainet.models import build_model
+from dainet.params import Section
+from dainet.weights import WeightError, load_checkpoint, load_into
+
+METHODS = ("dainet", "dsfd")
+FORMATS = ("wider", "darkface")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# ----------------------------------------------------------------------------- network
+
+def select_device() -> str:
+    """CUDA when Jittor found a usable GPU, else CPU (params ``train.device: auto``)."""
+    jt.flags.use_cuda = int(bool(jt.has_cuda))
+    return "cuda" if jt.flags.use_cuda else "cpu"
+
+
+def load_detector(weights: str | Path, model_section) -> tuple["jt.nn.Module", str]:
+    """``(net, method)`` from one of our checkpoints (``{"model": state, "method": ...}``).
+
+    ``method`` (``dainet`` when absent) decides the variant: DAI-Net has the reflectance
+    decoder ``ref.*``, the DSFD baseline has none. The net is in eval mode.
+    """
+    ckpt = load_checkpoint(weights)
+    state = ckpt.get("model")
+    if not isinstance(state, dict):
+        raise WeightError(f"{weights}: checkpoint has no 'model' state dict")
+    method = ckpt.get("method", "dainet")
+    if method not in METHODS:
+        raise WeightError(f"{weights}: checkpoint method {method!r} is none of {'|'.join(METHODS)}")
+    net = build_model(model_section, reflectance=method == "dainet")
+    load_into(net, state, str(weights))
+    net.eval()
+    return net, method
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Priors of one shot: params ``priors.steps``, ``sizes_shot2``, ``variances``, ``clip``."""
+
+    steps: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
+    sizes: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    variances: tuple[float, float] = (0.1, 0.2)
+    clip: bool = False
+
+    @classmethod
+    def second_shot(cls, priors: Section) -> "PriorSpec":
+        """The priors the test forward's boxes are encoded against (spec §5: second shot)."""
+        return cls(steps=tuple(priors.list("steps", int)), sizes=tuple(priors.list("sizes_shot2", int)),
+                   variances=tuple(priors.list("variances", float, 2)), clip=priors.bool("clip"))
+
+    def fits(self, image_hw: tuple[int, int]) -> bool:
+        """Whether an ``h x w`` input leaves every detection level at least one cell."""
+        try:
+            feature_sizes(image_hw, self.steps)
+        except UserError:
+            return False
+        return True
+
+    def check(self) -> None:
+        """Raise a UserError when ``steps`` are not the backbone's strides.
+
+        An input of the largest step's side gives every level one cell, so after this
+        check :meth:`fits` can only fail for an input that is too small.
+        """
+        side = int(max(self.steps))
+        feature_sizes((side, side), self.steps)
+
+
+def image_to_input(image_rgb: np.ndarray) -> jt.Var:
+    """``[h, w, 3]`` float32 RGB in [0, 1] -> ``[1, 3, h, w]`` (spec §1: NCHW, no mean)."""
+    return jt.array(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)[None], dtype=np.float32))
+
+
+def normalised_to_pixels(dets_xyxy_score: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """``[K, 5]`` xyxy normalised + score -> xyxy in the pixels of an ``h x w`` image."""
+    h, w = image_hw
+    return dets_xyxy_score * np.array([w, h, w, h, 1.0], dtype=dets_xyxy_score.dtype)
+
+
+def make_detect_fn(net, priors: PriorSpec, cfg: MultiScaleConfig) -> DetectFn:
+    """The single-pass detector ``image [h, w, 3] float32 -> [K, 5]`` (pixels of that image).
+
+    Thresholds are ``cfg``'s (params ``predict.conf_thresh``, ``nms_thresh``, ``top_k``,
+    ``keep_top_k``). An input too small for the backbone (a side under ~28 px, where
+    a level would have no cell) gives no box: the reference would crash on it, and the
+    multi-scale test then simply gets nothing from that scale.
+    """
+    priors.check()
+
+    def detect_fn(image_rgb: np.ndarray) -> np.ndarray:
+        hw = image_rgb.shape[:2]
+        if not priors.fits(hw):
+            return np.zeros((0, 5), np.float32)
+        with jt.no_grad():
+            loc, conf, _ = net(image_to_input(image_rgb), with_reflectance=False)
+            dets = detect(loc, conf, make_priors(hw, priors.steps, priors.sizes, priors.clip),
+                          priors.variances, cfg.conf_thresh, cfg.nms_thresh, cfg.top_k,
+                          cfg.keep_top_k)[0]
+        return normalised_to_pixels(dets, hw)
+
+    return detect_fn
+
+
+def reflectance(net, image_rgb: np.ndarray) -> np.ndarray:
+    """DAI-Net's reflectance R ``[3, 2*(h//2), 2*(w//2)]`` in [0, 1] of one float32 image."""
+    if not getattr(net, "reflectance", False):
+        raise ValueError("the network has no reflectance decoder (a DSFD baseline)")
+    with jt.no_grad():
+        _, _, R = net(image_to_input(image_rgb), with_reflectance=True)
+        return R[0].numpy()
+
+
+def feature_maps(net, image_rgb: np.ndarray, layers: Iterable[str]) -> dict[str, np.ndarray]:
+    """Named maps ``{layer: [C, h', w']}`` of one float32 image (see ``DAINet.features``)."""
+    with jt.no_grad():
+        maps = net.features(image_to_input(image_rgb))
+        unknown = [name for name in layers if name not in maps]
+        if unknown:
+            raise KeyError(f"unknown feature layers {unknown}; known: {', '.join(maps)}")
+        return {name: maps[name][0].numpy() for name in layers}
+
+
+# ------------------------------------------------------------------------ image sets
+
+def list_images(list_path: str | Path) -> list[Path]:
+    """The images of a list file (spec §11); its boxes are ignored."""
+    return [Path(e.image) for e in read_list(list_path)]
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursive, by suffix), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: image folder not found")
+    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise UserError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in it or below it")
+    return images
+
+
+def prediction_key(image: Path, fmt: str) -> tuple[str, ...]:
+    """What names an image's prediction file: WIDER ``(event, stem)`` with the event the
+    image's folder (``WIDER_val/images/<event>/<name>.jpg``); DARK FACE ``(stem,)``."""
+    if fmt == "wider":
+        if not image.parent.name:
+            raise UserError(f"{image}: a WIDER prediction needs the image inside an event folder")
+        return (image.parent.name, image.stem)
+    if fmt == "darkface":
+        return (image.stem,)
+    raise ValueError(f"unknown prediction format {fmt!r} (expected {'|'.join(FORMATS)})")
+
+
+def check_unique_outputs(images: list[Path], fmt: str) -> None:
+    """Two images must not write the same prediction file (one would overwrite the other)."""
+    seen: dict[tuple, Path] = {}
+    for image in images:
+        key = prediction_key(image, fmt)
+        if key in seen:
+            raise UserError(f"{seen[key]} and {image} would both write the prediction file "
+                            f"{'/'.join(key)}.txt ({fmt} format)")
+        seen[key] = image
+
+
+def write_prediction(out_dir: str | Path, image: Path, dets_xyxy_score: np.ndarray, fmt: str) -> Path:
+    if fmt == "wider":
+        event, _ = prediction_key(image, fmt)
+        return write_wider_prediction(out_dir, event, image.name, dets_xyxy_score)
+    return write_darkface_prediction(out_dir, image.name, dets_xyxy_score)
+
+
+# ---------------------------------------------------------------------------- the loop
+
+@dataclass
+class PredictStats:
+    images: int = 0            # images detected and written
+    skipped_images: int = 0    # unreadable, reported on stderr
+    boxes: int = 0
+    seconds: float = 0.0       # read + detect + write of the written images
+
+    def metrics(self, single_scale: bool) -> dict:
+        """The flat metrics JSON of the predict stage."""
+        n = max(self.images, 1)
+        return {"images": self.images, "skipped_images": self.skipped_images,
+                "seconds_per_image": round(self.seconds / n, 4),
+                "boxes_per_image": round(self.boxes / n, 3), "single_scale": bool(single_scale)}
+
+
+def predict_images(images: list[Path], detect_fn: DetectFn, cfg: MultiScaleConfig, out_dir: str | Path,
+                   fmt: str, progress: Callable[[Iterable], Iterable] = iter) -> PredictStats:
+    """Detect faces in every image (multi-scale per ``cfg``) and write one file per image.
+
+    An unreadable image is reported on stderr (path and reason), counted in
+    ``skipped_images`` and writes no file. ``progress`` wraps the image iterable
+    (e.g. ``tqdm``). Seconds include Jittor's compile of new input shapes.
+    """
+    if not images:
+        raise UserError("no images to predict")
+    if fmt not in FORMATS:
+        raise UserError(f"unknown prediction format {fmt!r} (expected {'|'.join(FORMATS)})")
+    check_unique_outputs(images, fmt)
+    stats = PredictStats()
+    for image in progress(images):
+        start = time.perf_counter()
+        try:
+            rgb = read_image(image)
+        except ImageReadError as exc:
+            print(f"predict: skipped {exc}", file=sys.stderr)
+            stats.skipped_images += 1
+            continue
+        dets = multi_scale_detect(rgb, detect_fn, cfg)
+        write_prediction(out_dir, image, dets, fmt)
+        stats.seconds += time.perf_counter() - start
+        stats.images += 1
+        stats.boxes += len(dets)
+    return stats

@@ -1,0 +1,74 @@
+"""Stage `predict`: face detections of a trained DAI-Net / DSFD for an image set (spec §10).
+
+    python stages/predict.py --weights data/weights/model.ckpt (--list LIST | --images DIR) \
+        --out DIR --format wider|darkface [--single-scale] [--metrics FILE] [--params params.yaml]
+
+The variant (DAI-Net or the DSFD baseline) is the checkpoint's ``method``; the
+architecture is params ``model``, the priors ``priors``, the test ``predict``
+(multi-scale unless ``--single-scale`` or ``predict.single_scale: true``). Runs on
+the GPU when Jittor finds one, else on the CPU.
+
+Outputs: WIDER ``<out>/<event>/<image stem>.txt`` (the event is the image's folder,
+as in ``WIDER_val/images/<event>/<name>.jpg``); DARK FACE ``<out>/<image stem>.txt``.
+With ``--list`` only the list's image paths are used, not its boxes; with
+``--images`` every image file below DIR is. Unreadable images are reported and
+skipped. ``--metrics``: images, skipped_images, seconds_per_image, boxes_per_image,
+single_scale, method, device.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from tqdm import tqdm
+
+import dainet  # noqa: F401  (Jittor set-up before jittor)
+from dainet.cli import run
+from dainet.inference import MultiScaleConfig
+from dainet.inference.predictor import (FORMATS, PriorSpec, folder_images, list_images, load_detector,
+                                        make_detect_fn, predict_images, select_device)
+from dainet.params import load_params
+from dainet.utils.fileio import write_json
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", required=True, help="checkpoint of the train stage")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--list", help="list file (spec §11); only its image paths are used")
+    source.add_argument("--images", help="folder of images, searched recursively")
+    ap.add_argument("--out", required=True, help="prediction folder")
+    ap.add_argument("--format", required=True, choices=FORMATS)
+    ap.add_argument("--single-scale", action="store_true", help="one pass per image, no voting")
+    ap.add_argument("--metrics", help="metrics JSON to write")
+    ap.add_argument("--params", default="params.yaml")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    params = load_params(args.params)
+    cfg = MultiScaleConfig.from_params(params.section("predict"))
+    if args.single_scale:
+        cfg = dataclasses.replace(cfg, single_scale=True)
+    priors = PriorSpec.second_shot(params.section("priors"))
+    images = list_images(args.list) if args.list else folder_images(args.images)
+
+    device = select_device()
+    net, method = load_detector(args.weights, params.section("model"))
+    detect_fn = make_detect_fn(net, priors, cfg)
+    stats = predict_images(images, detect_fn, cfg, args.out, args.format,
+                           progress=lambda it: tqdm(it, desc="predict", unit="img", dynamic_ncols=True))
+
+    metrics = {**stats.metrics(cfg.single_scale), "method": method, "device": device}
+    if args.metrics:
+        write_json(args.metrics, metrics)
+    scale = "single-scale" if cfg.single_scale else "multi-scale"
+    print(f"predict: {method} on {device}, {scale}: {stats.images} images -> {args.out} "
+          f"({metrics['seconds_per_image']:.3f} s/image, {metrics['boxes_per_image']:.1f} boxes/image, "
+          f"{stats.skipped_images} skipped)")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,310 @@
+"""Predict stage (spec §10): detect_fn in pixels, the predict loop, both output formats,
+skipped images, and the round trip through stages/evaluate.py."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+import dainet  # noqa: F401  (configures Jittor before it loads)
+import jittor as jt
+
+from dainet.errors import UserError
+from dainet.evaluation import read_darkface_predictions, read_wider_predictions
+from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
+from dainet.inference.predictor import (PriorSpec, check_unique_outputs, folder_images, load_detector,
+                                        make_detect_fn, normalised_to_pixels, predict_images,
+                                        prediction_key)
+from dainet.models import ModelConfig, build_model, init_weights
+from dainet.weights import WeightError, save_checkpoint
+
+from test_evaluation import write_wider_gt
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTH = 0.125
+IMAGE_HW = (96, 128)
+
+
+def load_stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_params(path: Path, **sections) -> Path:
+    """The project's params.yaml at model width 0.125, with section overrides."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["width"] = WIDTH
+    for name, values in sections.items():
+        params[name].update(values)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def write_images(folder: Path, names: list[str], hw=IMAGE_HW, seed=0) -> list[Path]:
+    """Smooth random colour images (JPEG) with a bright blob, so detections vary per image."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+        img = cv2.resize(small, hw[::-1], interpolation=cv2.INTER_CUBIC)
+        cv2.circle(img, (int(rng.integers(20, hw[1] - 20)), int(rng.integers(20, hw[0] - 20))), 14,
+                   (230, 200, 180), -1)
+        cv2.imwrite(str(folder / name), img)
+        paths.append(folder / name)
+    return paths
+
+
+def write_list_file(path: Path, images: list[Path]) -> Path:
+    # the boxes are only there to make it a valid list: predict ignores them
+    path.write_text("".join(f"{p} 1 10 10 20 20 1\n" for p in images))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    return init_weights(build_model(ModelConfig(width=WIDTH), reflectance=True), seed=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_net) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "model.ckpt"
+    save_checkpoint(path, {"model": tiny_net.state_dict(), "method": "dainet"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def wider_set(tmp_path_factory):
+    """WIDER_val/images/<event>/<name>.jpg for two events, and a list file naming them."""
+    root = tmp_path_factory.mktemp("wider")
+    images = (write_images(root / "WIDER_val/images/0--Parade", ["0_Parade_a.jpg", "0_Parade_b.jpg"])
+              + write_images(root / "WIDER_val/images/1--Handshaking", ["1_Handshaking_a.jpg"], seed=1))
+    return root, images, write_list_file(root / "val.txt", images)
+
+
+def run_predict(args: list[str]) -> int:
+    return load_stage("predict").main(args)
+
+
+# ------------------------------------------------------------ detect_fn (fake network)
+
+class FakeNet:
+    """Stands in for DAINet.execute: zero loc offsets, one prior with a high face logit."""
+
+    def __init__(self, n_priors: int, face_prior: int):
+        self.n_priors, self.face_prior, self.inputs = n_priors, face_prior, []
+
+    def __call__(self, x, with_reflectance=True):
+        self.inputs.append((x.numpy(), with_reflectance))
+        conf = np.tile(np.array([4.0, -4.0], np.float32), (1, self.n_priors, 1))
+        conf[0, self.face_prior] = [-4.0, 4.0]
+        return jt.zeros((1, self.n_priors, 4)), jt.array(conf), None
+
+
+def test_detect_fn_returns_the_prior_box_in_pixels():
+    h, w = IMAGE_HW
+    # level 1 (step 8, second-shot size 32) has a 12 x 16 grid after level 0's 24 x 32
+    level0, i, j = 24 * 32, 5, 7
+    net = FakeNet(n_priors=24 * 32 + 12 * 16 + 6 * 8 + 3 * 4 + 2 * 2 + 1, face_prior=level0 + i * 16 + j)
+    detect_fn = make_detect_fn(net, PriorSpec(), MultiScaleConfig())
+    image = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
+
+    dets = detect_fn(image)
+
+    # spec §4: cx = (j + 0.5) * step, cy = (i + 0.5) * step, side 32, all in pixels here
+    cx, cy, side = (j + 0.5) * 8, (i + 0.5) * 8, 32
+    np.testing.assert_allclose(dets[:, :4], [[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]],
+                               atol=1e-3)
+    assert dets[0, 4] == pytest.approx(1 / (1 + np.exp(-8.0)), rel=1e-5)
+    (x, with_reflectance), = net.inputs
+    assert with_reflectance is False
+    np.testing.assert_array_equal(x, image.transpose(2, 0, 1)[None])   # NCHW, no mean subtracted
+
+
+def test_detect_fn_skips_inputs_too_small_for_the_backbone():
+    net = FakeNet(n_priors=1, face_prior=0)
+    detect_fn = make_detect_fn(net, PriorSpec(), MultiScaleConfig())
+    assert detect_fn(np.zeros((20, 200, 3), np.float32)).shape == (0, 5)
+    assert net.inputs == []
+
+
+def test_prior_steps_must_be_the_backbone_strides():
+    with pytest.raises(UserError, match="priors.steps"):
+        make_detect_fn(FakeNet(1, 0), PriorSpec(steps=(4, 8, 16, 32, 64, 64)), MultiScaleConfig())
+
+
+def test_normalised_to_pixels_scales_x_by_width_and_y_by_height():
+    out = normalised_to_pixels(np.array([[0.25, 0.5, 0.75, 1.0, 0.9]]), (100, 200))
+    np.testing.assert_allclose(out, [[50, 50, 150, 100, 0.9]])
+
+
+# ------------------------------------------------------------- the loop (fake detector)
+
+def test_prediction_keys_and_collisions(tmp_path):
+    img = Path("WIDER_val/images/3--Riot/3_Riot_9.jpg")
+    assert prediction_key(img, "wider") == ("3--Riot", "3_Riot_9")
+    assert prediction_key(img, "darkface") == ("3_Riot_9",)
+    with pytest.raises(UserError, match="inside an event folder"):
+        prediction_key(Path("alone.jpg"), "wider")
+    check_unique_outputs([Path("a/1.png"), Path("b/1.png")], "wider")
+    with pytest.raises(UserError, match=r"a/1.png and b/1.jpg would both write .*1.txt"):
+        check_unique_outputs([Path("a/1.png"), Path("b/1.jpg")], "darkface")
+
+
+def test_predict_loop_writes_every_readable_image_and_skips_the_rest(tmp_path, capsys):
+    images = write_images(tmp_path / "img" / "ev", ["a.jpg", "b.png"])
+    broken = tmp_path / "img" / "ev" / "broken.jpg"
+    broken.write_text("not an image")
+    missing = tmp_path / "img" / "ev" / "missing.jpg"
+    seen = []
+
+    def fake_detect(image):
+        seen.append(image.shape)
+        return np.array([[1, 2, 11, 22, 0.9], [5, 5, 9, 9, 0.2]], np.float32)
+
+    stats = predict_images([images[0], broken, images[1], missing], fake_detect,
+                           MultiScaleConfig(single_scale=True), tmp_path / "out", "darkface")
+
+    assert (stats.images, stats.skipped_images, stats.boxes) == (2, 2, 4)
+    assert seen == [IMAGE_HW + (3,)] * 2           # one pass per image, read once
+    preds = read_darkface_predictions(tmp_path / "out")
+    assert sorted(preds) == ["a", "b"]
+    np.testing.assert_allclose(preds["a"], [[1, 2, 11, 22, 0.9], [5, 5, 9, 9, 0.2]], atol=1e-6)
+    err = capsys.readouterr().err
+    assert str(broken) in err and str(missing) in err
+    m = stats.metrics(single_scale=True)
+    assert m["images"] == 2 and m["skipped_images"] == 2 and m["boxes_per_image"] == 2.0
+    assert m["single_scale"] is True and m["seconds_per_image"] > 0
+
+
+def test_empty_inputs_are_user_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(UserError, match="no image files"):
+        folder_images(tmp_path / "empty")
+    (tmp_path / "empty.txt").write_text("\n")
+    params = write_params(tmp_path / "params.yaml")
+    with pytest.raises(UserError, match="holds no images"):
+        run_predict(["--weights", "unused.ckpt", "--list", str(tmp_path / "empty.txt"),
+                     "--out", str(tmp_path / "out"), "--format", "wider", "--params", str(params)])
+
+
+# ----------------------------------------------------------------- checkpoints / methods
+
+def test_method_from_checkpoint(tmp_path):
+    dsfd = init_weights(build_model(ModelConfig(width=WIDTH), reflectance=False), seed=1)
+    save_checkpoint(tmp_path / "dsfd.ckpt", {"model": dsfd.state_dict(), "method": "dsfd"})
+    net, method = load_detector(tmp_path / "dsfd.ckpt", ModelConfig(width=WIDTH))
+    assert method == "dsfd" and not net.reflectance
+    np.testing.assert_array_equal(net.state_dict()["vgg.0.weight"].numpy(),
+                                  dsfd.state_dict()["vgg.0.weight"].numpy())
+    # without a method field a checkpoint is DAI-Net, which a DSFD state dict does not fit
+    save_checkpoint(tmp_path / "plain.ckpt", {"model": dsfd.state_dict()})
+    with pytest.raises(WeightError, match=r"plain.ckpt.*ref\."):
+        load_detector(tmp_path / "plain.ckpt", ModelConfig(width=WIDTH))
+    save_checkpoint(tmp_path / "odd.ckpt", {"model": dsfd.state_dict(), "method": "yolo"})
+    with pytest.raises(WeightError, match="method 'yolo'"):
+        load_detector(tmp_path / "odd.ckpt", ModelConfig(width=WIDTH))
+
+
+# ------------------------------------------------------------- the stage, tiny network
+
+def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set):
+    root, images, list_file = wider_set
+    params = write_params(tmp_path / "params.yaml")
+    out, metrics = tmp_path / "pred", tmp_path / "metrics" / "predict.json"
+    assert run_predict(["--weights", str(checkpoint), "--list", str(list_file), "--out", str(out),
+                        "--format", "wider", "--single-scale", "--metrics", str(metrics),
+                        "--params", str(params)]) == 0
+
+    preds = read_wider_predictions(out)
+    assert sorted(preds) == [("0--Parade", "0_Parade_a"), ("0--Parade", "0_Parade_b"),
+                             ("1--Handshaking", "1_Handshaking_a")]
+    m = json.loads(metrics.read_text())
+    assert {k: m[k] for k in ("images", "skipped_images", "single_scale", "method")} == \
+        {"images": 3, "skipped_images": 0, "single_scale": True, "method": "dainet"}
+    assert m["boxes_per_image"] == pytest.approx(sum(len(p) for p in preds.values()) / 3, abs=1e-3)
+    assert m["seconds_per_image"] > 0
+
+    # the file holds exactly the detector's boxes, as x y w h (+1 convention) and score
+    cfg = MultiScaleConfig(single_scale=True)
+    direct = multi_scale_detect(read_image(images[2]), make_detect_fn(tiny_net, PriorSpec(), cfg), cfg)
+    got = preds["1--Handshaking", "1_Handshaking_a"]
+    assert len(got) == len(direct) > 0
+    np.testing.assert_allclose(got[:, :2], direct[:, :2], atol=1e-3)
+    np.testing.assert_allclose(got[:, 2:4], direct[:, 2:4] - direct[:, :2] + 1, atol=2e-3)
+    np.testing.assert_allclose(got[:, 4], direct[:, 4], atol=1e-6)
+
+
+def test_predict_stage_darkface_folder_multi_scale(tmp_path, checkpoint):
+    write_images(tmp_path / "dark" / "sub", ["7.png"], hw=(48, 64), seed=3)
+    (tmp_path / "dark" / "7.txt").write_text("1\n1 1 5 5\n")   # a label file is not an image
+    params = write_params(tmp_path / "params.yaml")
+    out, metrics = tmp_path / "pred", tmp_path / "predict.json"
+    assert run_predict(["--weights", str(checkpoint), "--images", str(tmp_path / "dark"), "--out", str(out),
+                        "--format", "darkface", "--metrics", str(metrics), "--params", str(params)]) == 0
+    preds = read_darkface_predictions(out)
+    assert list(preds) == ["7"]
+    m = json.loads(metrics.read_text())
+    assert m["images"] == 1 and m["single_scale"] is False
+    assert m["boxes_per_image"] == len(preds["7"]) <= MultiScaleConfig().keep_top_k
+
+
+# ------------------------------------------------------------ round trip through evaluate
+
+def best_box_px(pred_xywh_score: np.ndarray) -> list[int]:
+    """The highest-scoring prediction, rounded: a ground-truth face it must find again."""
+    return np.round(pred_xywh_score[np.argmax(pred_xywh_score[:, 4]), :4]).astype(int).tolist()
+
+
+def test_round_trip_wider_through_evaluate(tmp_path, checkpoint, wider_set):
+    _, _, list_file = wider_set
+    params = write_params(tmp_path / "params.yaml")
+    pred = tmp_path / "pred"
+    run_predict(["--weights", str(checkpoint), "--list", str(list_file), "--out", str(pred),
+                 "--format", "wider", "--single-scale", "--params", str(params)])
+    preds = read_wider_predictions(pred)
+    events: dict = {}
+    for (event, name), p in preds.items():
+        events.setdefault(event, {})[name] = [best_box_px(p)]
+    keeps = {s: {e: {n: [1] for n in names} for e, names in events.items()} for s in ("easy", "medium", "hard")}
+    write_wider_gt(tmp_path / "gt", events, keeps)
+
+    out = tmp_path / "wider.json"
+    assert load_stage("evaluate").main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"),
+                                        "--out", str(out), "--params", str(params)]) == 0
+    aps = json.loads(out.read_text())
+    assert list(aps) == ["easy", "medium", "hard"]
+    assert all(0.0 < ap <= 1.0 for ap in aps.values())
+
+
+def test_round_trip_darkface_through_evaluate(tmp_path, checkpoint):
+    images = write_images(tmp_path / "image", ["1.png", "2.png"], seed=5)
+    (tmp_path / "image" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    images.insert(1, tmp_path / "image" / "3.png")
+    params = write_params(tmp_path / "params.yaml")
+    pred, metrics = tmp_path / "pred", tmp_path / "predict.json"
+    run_predict(["--weights", str(checkpoint), "--list", str(write_list_file(tmp_path / "dark.txt", images)),
+                 "--out", str(pred), "--format", "darkface", "--single-scale", "--metrics", str(metrics),
+                 "--params", str(params)])
+    preds = read_darkface_predictions(pred)
+    assert sorted(preds) == ["1", "2"]                 # the broken 3.png is skipped and counted
+    m = json.loads(metrics.read_text())
+    assert (m["images"], m["skipped_images"]) == (2, 1)
+    (tmp_path / "label").mkdir()
+    for stem, p in preds.items():
+        x1, y1, x2, y2 = np.round(p[np.argmax(p[:, 4]), :4]).astype(int)
+        (tmp_path / "label" / f"{stem}.txt").write_text(f"1\n{x1} {y1} {x2} {y2}\n")
+
+    out = tmp_path / "darkface.json"
+    assert load_stage("evaluate").main(["darkface", "--pred", str(pred), "--labels", str(tmp_path / "label"),
+                                        "--out", str(out), "--params", str(params)]) == 0
+    ap = json.loads(out.read_text())["ap"]
+    assert 0.0 < ap <= 1.0
