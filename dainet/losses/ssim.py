@@ -4,7 +4,10 @@
   as in torchmetrics); C1 = (k1 L)^2, C2 = (k2 L)^2;
 - Gaussian window (``window`` taps, ``sigma``) per channel, applied as two separable 1-D
   passes; both inputs reflect-padded by (window-1)/2 and filtered without padding, so the
-  statistics maps keep the input size;
+  statistics maps keep the input size. Each pass is one matrix product with a banded
+  [n, n] matrix that has the reflect padding folded in: the same numbers as pad + depthwise
+  conv, but its backward is a matmul too (Jittor's depthwise-conv backward on the CPU was
+  ~15x slower than the forward and dominated the training step);
 - variances clamped at 0;
 - like torchmetrics, the SSIM map is then cropped by (window-1)/2 on every side (the
   border, whose statistics saw the reflected padding) and averaged over channels and
@@ -12,9 +15,10 @@
 """
 from __future__ import annotations
 
+import functools
+
 import jittor as jt
 import numpy as np
-from jittor import nn
 
 
 def gaussian_taps(window: int, sigma: float) -> np.ndarray:
@@ -24,15 +28,31 @@ def gaussian_taps(window: int, sigma: float) -> np.ndarray:
     return (g / g.sum()).astype(np.float32)
 
 
-def gaussian_filter_valid(x: jt.Var, window: int, sigma: float) -> jt.Var:
-    """Separable Gaussian of every channel of [N, C, H, W], no padding: [N, C, H-w+1, W-w+1]."""
-    n, c, h, w = x.shape
-    taps = gaussian_taps(window, sigma)
-    kx = jt.array(taps.reshape(1, 1, 1, window)).stop_grad()
-    ky = jt.array(taps.reshape(1, 1, window, 1)).stop_grad()
-    planes = x.reshape(n * c, 1, h, w)  # depthwise: every channel is its own plane
-    out = nn.conv2d(nn.conv2d(planes, kx), ky)
-    return out.reshape(n, c, out.shape[2], out.shape[3])
+@functools.lru_cache(maxsize=32)
+def reflect_filter_matrix(n: int, window: int, sigma: float) -> np.ndarray:
+    """[n, n] matrix M with (M @ x) = valid Gaussian filtering of reflect-padded x (length n)."""
+    pad = (window - 1) // 2
+    if n <= pad:
+        raise ValueError(f"ssim: a side of {n} px is too small for reflect padding by {pad}")
+    taps = gaussian_taps(window, sigma).astype(np.float64)
+    rows = np.repeat(np.arange(n), window)
+    src = (np.arange(n)[:, None] + np.arange(window)[None, :] - pad).ravel()
+    src = np.abs(src)                                   # reflect at the start (no edge repeat)
+    src = np.where(src > n - 1, 2 * (n - 1) - src, src)  # reflect at the end
+    m = np.zeros((n, n))
+    np.add.at(m, (rows, src), np.tile(taps, n))
+    return m.astype(np.float32)
+
+
+def gaussian_filter_reflect(x: jt.Var, window: int, sigma: float) -> jt.Var:
+    """Separable Gaussian of every plane of [..., H, W] with reflect padding: same shape."""
+    *lead, h, w = x.shape
+    mh = jt.array(reflect_filter_matrix(h, window, sigma)).stop_grad()
+    mw = jt.array(reflect_filter_matrix(w, window, sigma)).stop_grad()
+    y = jt.matmul(x.reshape(-1, w), mw.transpose(1, 0))                     # along W
+    y = y.reshape(-1, h, w).transpose(0, 2, 1).reshape(-1, h)
+    y = jt.matmul(y, mh.transpose(1, 0))                                   # along H
+    return y.reshape(-1, w, h).transpose(0, 2, 1).reshape(*lead, h, w)
 
 
 def ssim(a: jt.Var, b: jt.Var, window: int = 11, sigma: float = 1.5,
@@ -48,10 +68,8 @@ def ssim(a: jt.Var, b: jt.Var, window: int = 11, sigma: float = 1.5,
     c1 = (k1 * data_range).sqr()
     c2 = (k2 * data_range).sqr()
 
-    a = nn.pad(a, (pad, pad, pad, pad), mode="reflect")
-    b = nn.pad(b, (pad, pad, pad, pad), mode="reflect")
     # the five local statistics in one filtering pass
-    stats = gaussian_filter_valid(jt.concat([a, b, a * a, b * b, a * b], dim=0), window, sigma)
+    stats = gaussian_filter_reflect(jt.concat([a, b, a * a, b * b, a * b], dim=0), window, sigma)
     mu_a, mu_b, e_aa, e_bb, e_ab = (stats[i * n:(i + 1) * n] for i in range(5))
     mu_aa, mu_bb, mu_ab = mu_a * mu_a, mu_b * mu_b, mu_a * mu_b
     var_a = jt.maximum(e_aa - mu_aa, 0.0)

@@ -1,0 +1,133 @@
+"""One DAI-Net training step on the CPU, timed as a whole and part by part.
+
+The step is the real one of the `train` stage (:class:`dainet.training.joint.StepLosses`):
+DarkISP, the frozen decomposition network on both images in one no-grad pass, the
+training forward with both images, all losses, backward, gradient clipping, SGD.
+Median seconds per step after warm-up, for each (batch, oneDNN on/off) combination,
+each in a fresh process; then a per-part breakdown (parts synchronised one by one,
+so their sum is a little above the fused step).
+
+    python bench/train_step.py [--size 320] [--width 1.0] [--batches 1 4] [--steps 3] [--no-off]
+
+Reference (spec issue): the published PyTorch implementation, 320x320, batch 1, 2 cores:
+4.6 s per step (decomposition 0.66, forward 1.23, multibox 0.01, other losses 0.08,
+backward 2.50, clip+step 0.11).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+CHILD = r"""
+import json, sys, time
+import dainet
+import jittor as jt
+import numpy as np
+from pathlib import Path
+sys.path.insert(0, str(Path(dainet.__file__).resolve().parents[1] / "tests"))
+from conftest import write_params
+from dainet.params import load_params
+from dainet.models import build_model
+from dainet.models.decomp import build_decomposer
+from dainet.models.init import init_weights
+from dainet.training.joint import TrainConfig, StepLosses
+from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
+from dainet.training.optim import make_sgd
+from dainet.data.darkisp import DarkISPConfig
+
+width, size, batch, steps, parts = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+tmp = Path(sys.argv[6])
+p = load_params(write_params(tmp, {"model.width": width, "augment.image_size": size, "train.batch_size": batch}))
+cfg = TrainConfig.from_params(p.section("train"), p.section("augment"))
+net = init_weights(build_model(p.section("model")), 0, "kaiming")
+dec = init_weights(build_decomposer(p.section("model")), 0)
+for q in dec.parameters():
+    q.stop_grad()
+opt = make_sgd(net, 1e-4, 0.1, 0.9, 5e-4)
+step = StepLosses(net, dec, cfg, DarkISPConfig.from_params(p.section("darkisp")), p.section("priors"))
+rng = np.random.default_rng(0)
+light_np = rng.random((batch, 3, size, size), dtype=np.float32)
+targets_np = np.array([[[0.1, 0.1, 0.3, 0.3, 1], [0.5, 0.5, 0.9, 0.8, 1]]] * batch, np.float32)
+
+def whole(i):
+    terms, _ = step(jt.array(light_np), jt.array(targets_np), np.random.default_rng(i))
+    loss = total_loss(terms)
+    opt.backward(loss); opt.clip_grad_norm(cfg.clip_grad_norm, 2); opt.step()
+    jt.sync_all(True)
+    return {"step": None}
+
+def sync(*vs):
+    jt.sync(list(vs)); jt.sync_all(True)
+
+def by_parts(i):
+    t = {}
+    t0 = time.perf_counter()
+    light, targets = jt.array(light_np), jt.array(targets_np)
+    dark = step.darken(light, np.random.default_rng(i)); sync(dark)
+    t["darkisp"] = time.perf_counter() - t0; t0 = time.perf_counter()
+    R_dark_gt, I_dark, R_light_gt, I_light = step.decompose(dark, light); sync(R_dark_gt, I_dark, R_light_gt, I_light)
+    t["decomposition"] = time.perf_counter() - t0; t0 = time.perf_counter()
+    out = net.forward_train(dark, light, I_dark, I_light); sync(*out.values())
+    t["forward"] = time.perf_counter() - t0; t0 = time.perf_counter()
+    det = detection_terms(out, targets, step.priors1, step.priors2, step.multibox); sync(*det.values())
+    t["multibox"] = time.perf_counter() - t0; t0 = time.perf_counter()
+    other = dainet_terms(out, dark, light, R_dark_gt, R_light_gt, I_dark, I_light, cfg.losses); sync(*other.values())
+    t["other_losses"] = time.perf_counter() - t0; t0 = time.perf_counter()
+    loss = total_loss({**det, **other})
+    opt.backward(loss)
+    sync(*[g for pg in opt.param_groups for g in pg["grads"]])
+    t["backward"] = time.perf_counter() - t0; t0 = time.perf_counter()
+    opt.clip_grad_norm(cfg.clip_grad_norm, 2); opt.step(); jt.sync_all(True)
+    t["clip_step"] = time.perf_counter() - t0
+    return t
+
+fn = by_parts if parts else whole
+times = []
+for i in range(steps + 1):
+    t0 = time.perf_counter()
+    r = fn(i)
+    r["total"] = time.perf_counter() - t0
+    if i:
+        times.append(r)
+med = {k: float(np.median([t[k] for t in times])) for k in times[0] if times[0][k] is not None}
+print(json.dumps({"mkl": jt.compile_extern.mkl_ops is not None, **med}))
+"""
+
+
+def child(width, size, batch, steps, parts, use_mkl, tmpdir):
+    env = dict(os.environ, use_mkl="1" if use_mkl else "0")
+    out = subprocess.run([sys.executable, "-c", CHILD, str(width), str(size), str(batch), str(steps),
+                          "1" if parts else "0", os.path.join(tmpdir, f"p{batch}{use_mkl}{parts}.yaml")],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    import tempfile
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--no-off", action="store_true", help="skip the (slow) runs without oneDNN")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"DAI-Net training step, {args.size}x{args.size}, width {args.width}, CPU, "
+              f"median of {args.steps} after warm-up")
+        for batch in args.batches:
+            for mkl in ([True] if args.no_off else [True, False]):
+                r = child(args.width, args.size, batch, args.steps, False, mkl, tmp)
+                print(f"  batch {batch}  oneDNN {'on ' if mkl else 'off'}: {r['total']:.2f} s/step"
+                      + ("" if r["mkl"] == mkl else "  (oneDNN unavailable)"))
+        r = child(args.width, args.size, args.batches[0], args.steps, True, True, tmp)
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("mkl", "total"))
+        print(f"  breakdown, batch {args.batches[0]}, oneDNN on (s): {parts}; sum {r['total']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
