@@ -39,8 +39,9 @@ from dainet.training.optim import make_sgd
 from dainet.data.darkisp import DarkISPConfig
 
 width, size, batch, steps, parts = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+decomp = int(sys.argv[7])
 tmp = Path(sys.argv[6])
-p = load_params(write_params(tmp, {"model.width": width, "augment.image_size": size, "train.batch_size": batch}))
+p = load_params(write_params(tmp, {"model.width": width, "augment.image_size": size, "train.batch_size": batch, "model.decomp_channels": decomp}))
 cfg = TrainConfig.from_params(p.section("train"), p.section("augment"))
 net = init_weights(build_model(p.section("model")), 0, "kaiming")
 dec = init_weights(build_decomposer(p.section("model")), 0)
@@ -97,10 +98,10 @@ print(json.dumps({"mkl": jt.compile_extern.mkl_ops is not None, **med}))
 """
 
 
-def child(width, size, batch, steps, parts, use_mkl, tmpdir):
+def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64):
     env = dict(os.environ, use_mkl="1" if use_mkl else "0")
     out = subprocess.run([sys.executable, "-c", CHILD, str(width), str(size), str(batch), str(steps),
-                          "1" if parts else "0", os.path.join(tmpdir, f"p{batch}{use_mkl}{parts}.yaml")],
+                          "1" if parts else "0", os.path.join(tmpdir, f"p{batch}{use_mkl}{parts}.yaml"), str(decomp)],
                          env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--decomp-channels", type=int, default=64, help="DecomNet width (published: 64)")
     ap.add_argument("--no-off", action="store_true", help="skip the (slow) runs without oneDNN")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,10 +123,10 @@ def main() -> None:
               f"median of {args.steps} after warm-up")
         for batch in args.batches:
             for mkl in ([True] if args.no_off else [True, False]):
-                r = child(args.width, args.size, batch, args.steps, False, mkl, tmp)
+                r = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels)
                 print(f"  batch {batch}  oneDNN {'on ' if mkl else 'off'}: {r['total']:.2f} s/step"
                       + ("" if r["mkl"] == mkl else "  (oneDNN unavailable)"))
-        r = child(args.width, args.size, args.batches[0], args.steps, True, True, tmp)
+        r = child(args.width, args.size, args.batches[0], args.steps, True, True, tmp, args.decomp_channels)
         parts = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("mkl", "total"))
         print(f"  breakdown, batch {args.batches[0]}, oneDNN on (s): {parts}; sum {r['total']:.2f}")
 
