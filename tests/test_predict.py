@@ -246,7 +246,7 @@ def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set
 def test_predict_stage_darkface_folder_multi_scale(tmp_path, checkpoint):
     write_images(tmp_path / "dark" / "sub", ["7.png"], hw=(48, 64), seed=3)
     (tmp_path / "dark" / "7.txt").write_text("1\n1 1 5 5\n")   # a label file is not an image
-    params = write_params(tmp_path / "params.yaml")
+    params = write_params(tmp_path / "params.yaml", predict={"single_scale": False})
     out, metrics = tmp_path / "pred", tmp_path / "predict.json"
     assert run_predict(["--weights", str(checkpoint), "--images", str(tmp_path / "dark"), "--out", str(out),
                         "--format", "darkface", "--metrics", str(metrics), "--params", str(params)]) == 0
