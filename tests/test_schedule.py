@@ -1,6 +1,6 @@
 import pytest
 
-from dainet.training.schedule import scaled_lr, step_lr, total_iterations
+from dainet.training.schedule import scaled_lr, step_lr, total_iterations, warmup_factor
 
 
 def test_scaled_lr_reference_rule():
@@ -22,3 +22,8 @@ def test_step_lr_boundaries():
 def test_total_iterations_takes_the_first_limit():
     assert total_iterations(150000, 100, 3222) == 150000
     assert total_iterations(150000, 100, 75) == 7500
+
+
+def test_warmup_is_linear_then_flat_and_off_at_zero():
+    assert [warmup_factor(i, 4) for i in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0 and warmup_factor(0, -1) == 1.0

@@ -25,7 +25,7 @@ from dainet.losses.multibox import MultiBoxLoss
 from dainet.params import Section
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.training.optim import load_sgd_state, make_sgd, set_lr, sgd_state
-from dainet.training.schedule import scaled_lr, step_lr, total_iterations
+from dainet.training.schedule import scaled_lr, step_lr, total_iterations, warmup_factor
 from dainet.weights.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     lr_steps: tuple = (20000, 25000, 30000)
     lr_gamma: float = 0.1
+    warmup_iters: int = 0
     max_iter: int = 150000
     max_epochs: int = 100
     clip_grad_norm: float = 35.0
@@ -70,7 +71,7 @@ class TrainConfig:
                    lr=s.float("lr"), lr_reference_batch=s.int("lr_reference_batch"),
                    ref_lr_mult=s.float("ref_lr_mult"), momentum=s.float("momentum"),
                    weight_decay=s.float("weight_decay"), lr_steps=tuple(s.list("lr_steps", int)),
-                   lr_gamma=s.float("lr_gamma"), max_iter=s.int("max_iter"),
+                   lr_gamma=s.float("lr_gamma"), warmup_iters=s.int("warmup_iters"), max_iter=s.int("max_iter"),
                    max_epochs=s.int("max_epochs"), clip_grad_norm=s.float("clip_grad_norm"),
                    match_iou=s.float("match_iou"), neg_pos_ratio=s.int("neg_pos_ratio"),
                    smooth_l1_beta=s.float("smooth_l1_beta"),
@@ -244,7 +245,7 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
         it = state.iteration
         epoch, b = divmod(it, iters_per_epoch)
         images, targets = train_batches(epoch, b)
-        lr = step_lr(base_lr, it, list(cfg.lr_steps), cfg.lr_gamma)
+        lr = step_lr(base_lr, it, list(cfg.lr_steps), cfg.lr_gamma) * warmup_factor(it, cfg.warmup_iters)
         set_lr(opt, lr, cfg.ref_lr_mult)
         terms, pictures = step(jt.array(images), jt.array(targets), np.random.default_rng([cfg.seed, it]))
         loss = total_loss(terms)

@@ -15,6 +15,17 @@ def step_lr(base_lr: float, iteration: int, steps: list[int], gamma: float) -> f
     return base_lr * gamma ** bisect.bisect_right(sorted(steps), iteration)
 
 
+def warmup_factor(iteration: int, warmup_iters: int) -> float:
+    """Linear warm-up: ``(iteration + 1) / warmup_iters`` until it reaches 1 (0 iterations: always 1).
+
+    Not in the paper's schedule (its backbone starts from ImageNet weights); it lets a
+    from-scratch network on the embedded sample take a larger lr without early blow-ups.
+    """
+    if warmup_iters <= 0:
+        return 1.0
+    return min(1.0, (iteration + 1) / warmup_iters)
+
+
 def total_iterations(max_iter: int, max_epochs: int, iters_per_epoch: int) -> int:
     """Training stops at ``max_iter`` iterations or ``max_epochs`` epochs, whichever comes first."""
     return min(max_iter, max_epochs * iters_per_epoch)
