@@ -3,10 +3,13 @@
 The backbone is initialised too; the convert stage overwrites ``vgg.*`` afterwards when
 converted vgg16_reducedfc weights are given. Without them (the embedded sample), the
 spec says nothing about the backbone: Xavier there shrinks activations by about half per
-ReLU layer, and through 15 layers and the multiplicative top-down path the second-shot
-features vanish (ef maxima ~1e-10 at 320 px), so ``backbone="kaiming"`` (He-normal,
-fan-out, as torchvision's VGG) keeps their scale and lets a from-scratch model learn. Values are drawn with numpy from ``seed``,
-so they are identical on CPU and GPU and across Jittor versions.
+ReLU layer, so ``backbone="kaiming"`` (He-normal, fan-out, as torchvision's VGG) keeps
+the backbone's scale (of1..of3 RMS about 0.1 at 192 px). It does not save the second
+shot: DSFD's top-down path multiplies feature maps, so the FEM outputs still start near
+1e-9 before their L2Norm (measured at 192 px), which amplifies them and their gradients by
+about 1e9 (the clipped first step is spent on FEM biases). Pretrained VGG features are
+large enough that this does not happen. Values are drawn with numpy from ``seed``, so they
+are identical on CPU and GPU and across Jittor versions.
 """
 from __future__ import annotations
 
