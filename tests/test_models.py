@@ -199,6 +199,46 @@ def test_maxpool2x2_matches_pytorch_sizes_and_values(hw, ceil):
     np.testing.assert_allclose(got, ref, rtol=1e-6)
 
 
+def _brute_force_pool_grad(x: np.ndarray, upstream: np.ndarray, ceil: bool) -> np.ndarray:
+    """PyTorch's MaxPool2d(2, 2) backward: each window's gradient to its first maximum (row-major)."""
+    n, c, h, w = x.shape
+    oh, ow = upstream.shape[2:]
+    g = np.zeros_like(x, dtype=np.float64)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    best = None
+                    for di in range(2):
+                        for dj in range(2):
+                            r, s = 2 * i + di, 2 * j + dj
+                            if r < h and s < w and (best is None or x[b, ch, r, s] > x[b, ch, best[0], best[1]]):
+                                best = (r, s)
+                    g[b, ch, best[0], best[1]] += upstream[b, ch, i, j]
+    return g
+
+
+@pytest.mark.parametrize("hw", [(6, 8), (7, 9), (2, 2), (3, 2), (1, 3)])
+@pytest.mark.parametrize("ceil", [False, True])
+def test_maxpool2x2_gradient_goes_to_one_element_per_window(hw, ceil):
+    """All-ones input: exactly 1 per window, on its first element (not 4, as a reduce-max gives)."""
+    h, w = hw
+    oh, ow = ((h + 1) // 2, (w + 1) // 2) if ceil else (h // 2, w // 2)
+    if oh == 0 or ow == 0:
+        return
+    rng = np.random.default_rng(3)
+    for x in (np.ones((1, 2, h, w)), rng.integers(0, 3, size=(2, 2, h, w)).astype(np.float64)):
+        up = rng.uniform(0.5, 2.0, size=(x.shape[0], 2, oh, ow))
+        xv = jt.array(x.astype(np.float32))
+        y = MaxPool2x2(ceil)(xv)
+        assert tuple(y.shape) == (x.shape[0], 2, oh, ow)
+        got = _np(jt.grad((y * jt.array(up.astype(np.float32))).sum(), xv))
+        np.testing.assert_allclose(got, _brute_force_pool_grad(x, up, ceil), rtol=1e-6, atol=1e-7)
+        if x.min() == 1.0:  # the all-ones case, stated directly
+            ones = _np(jt.grad(y.sum(), xv))
+            assert ones.sum() == 2 * oh * ow and set(np.unique(ones)) <= {0.0, 1.0}
+
+
 def test_l2norm_formula_and_finite_gradient_at_zero():
     x = np.random.default_rng(2).standard_normal((1, 4, 3, 3)).astype(np.float32)
     x[:, :, 1, 1] = 0.0  # an all-zero position (common after ReLU)

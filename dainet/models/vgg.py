@@ -11,28 +11,34 @@ from dainet.models.config import POOL, POOL_CEIL
 
 
 class MaxPool2x2(nn.Module):
-    """2x2 max-pool, stride 2, with PyTorch's output sizes for any input size.
+    """2x2 max-pool, stride 2, with PyTorch's output sizes and gradient for any input size.
 
-    Jittor's own pool refuses inputs no larger than the kernel (a 2x2 map, which
-    PyTorch pools to 1x1; it happens at the last pool for small test-time shrinks),
-    so the window is formed by a reshape instead.
+    The backward sends each window's gradient to ONE element, the first maximum in
+    row-major order, as PyTorch's ``nn.MaxPool2d`` does (a reduce-max would send it to
+    every tied element: up to 4x per level in flat regions, compounding over the pools).
+    Jittor's ``Pool`` has that backward but refuses inputs no larger than the kernel (a
+    2x2 map, which PyTorch pools to 1x1; it happens at the last pool for small test-time
+    shrinks), so the input is first cut or ``-inf``-padded to exactly the windows PyTorch
+    forms, plus a ``-inf`` row / column where a side is 2 (which never wins a window).
     ``ceil_mode`` keeps a last, partial window (the image side is odd).
     """
 
     def __init__(self, ceil_mode: bool = False):
         self.ceil_mode = ceil_mode
+        self._pool = nn.Pool(2, stride=2, op="maximum")
 
     def execute(self, x: jt.Var) -> jt.Var:
         n, c, h, w = x.shape
         if self.ceil_mode:
             oh, ow = (h + 1) // 2, (w + 1) // 2
-            if (2 * oh, 2 * ow) != (h, w):  # pad the partial window with -inf: it never wins
-                x = x.reindex([n, c, 2 * oh, 2 * ow], ["i0", "i1", "i2", "i3"], overflow_value=-float("inf"))
         else:
             oh, ow = h // 2, w // 2
-            if (2 * oh, 2 * ow) != (h, w):  # PyTorch drops the last row / column
-                x = x[:, :, :2 * oh, :2 * ow]
-        return x.reshape(n, c, oh, 2, ow, 2).max(dims=(3, 5))
+        if (2 * oh, 2 * ow) != (h, w):  # PyTorch drops the last odd row / column (floor mode)
+            x = x[:, :, :min(h, 2 * oh), :min(w, 2 * ow)]
+        th, tw = 2 * oh + (oh == 1), 2 * ow + (ow == 1)
+        if (th, tw) != tuple(x.shape[2:]):  # partial windows (ceil) and Jittor's minimum size
+            x = x.reindex([n, c, th, tw], ["i0", "i1", "i2", "i3"], overflow_value=-float("inf"))
+        return self._pool(x)
 
     def extra_repr(self) -> str:
         return f"ceil_mode={self.ceil_mode}"
