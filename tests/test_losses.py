@@ -21,8 +21,8 @@ def _rand(rng, *shape, lo=0.0, hi=1.0):
 
 
 # ------------------------------- numpy references (float64, loops) -------------------
-def np_ssim(a, b, window=11, sigma=1.5, k1=0.01, k2=0.03):
-    """torchmetrics' default SSIM written out: 2-D Gaussian window, reflect pad, crop, mean."""
+def np_ssim(a, b, window=11, sigma=1.5, k1=0.01, k2=0.03, crop=True):
+    """torchmetrics' default SSIM written out: 2-D Gaussian window, reflect pad, [crop,] mean."""
     a, b = a.astype(np.float64), b.astype(np.float64)
     L = max(a.max() - a.min(), b.max() - b.min())
     c1, c2 = (k1 * L) ** 2, (k2 * L) ** 2
@@ -46,7 +46,8 @@ def np_ssim(a, b, window=11, sigma=1.5, k1=0.01, k2=0.03):
     var_b = np.maximum(filt(b * b) - mu_b ** 2, 0)
     cov = filt(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    s = s[:, :, p:h - p, p:w - p]
+    if crop:
+        s = s[:, :, p:h - p, p:w - p]
     return s.reshape(n, -1).mean(1).mean()
 
 
@@ -106,6 +107,43 @@ def test_ssim_matches_numpy(shape):
     assert 0 < ref < 0.99
     assert abs(got - ref) < 1e-5
     assert abs(_np(ssim(jt.array(b), jt.array(a))) - ref) < 1e-5  # symmetric
+
+
+@pytest.mark.parametrize("crop", [True, False])
+def test_ssim_border_convention_matches_numpy(crop):
+    """crop_border=True: torchmetrics <= 1.4.1 (map cropped by 5 px); False: >= 1.4.2 (full map)."""
+    rng = np.random.default_rng(11)
+    a = _rand(rng, 2, 3, 32, 28)
+    b = np.clip(a * 0.5 + 0.4 * _rand(rng, 2, 3, 32, 28), 0, 1).astype(np.float32)
+    got = _np(ssim(jt.array(a), jt.array(b), crop_border=crop))
+    assert abs(got - np_ssim(a, b, crop=crop)) < 1e-5
+    assert abs(got - np_ssim(a, b, crop=not crop)) > 1e-3  # the two conventions differ here
+
+
+def test_ssim_crop_border_reaches_both_reflectance_losses(enh_inputs):
+    _, v = enh_inputs
+    gt_d, gt_l = v["R_light"], v["R_dark_2"]
+    for loss in (lambda c: reflectance_loss(v["R_dark"], v["R_light"], gt_d, gt_l, ssim_crop_border=c),
+                 lambda c: enhancement_loss(**v, ssim_crop_border=c)):
+        assert abs(_np(loss(True)) - _np(loss(False))) > 1e-5
+
+
+def test_large_means_accumulate_in_float64():
+    """Jittor's float32 mean drifts ~1e-3 over millions of values; the losses use mean64."""
+    from dainet.losses.enhance import mse
+    from dainet.losses.retinex import l1
+    from dainet.models.dainet import global_pool
+    from dainet.utils.numerics import mean64
+    rng = np.random.default_rng(12)
+    x = rng.random((5, 1, 1000, 1000), dtype=np.float32)   # 5M values
+    ref = x.astype(np.float64).mean()
+    assert abs(_np(mean64(jt.array(x))) - ref) < 1e-7 * ref
+    zero = jt.zeros(x.shape)
+    assert abs(_np(l1(jt.array(x), zero)) - ref) < 1e-7 * ref
+    assert abs(_np(mse(jt.array(x), zero)) - (x.astype(np.float64) ** 2).mean()) < 1e-7
+    pooled = global_pool(jt.array(x.reshape(1, 5, 1000, 1000))).numpy()
+    np.testing.assert_allclose(pooled[0], x.astype(np.float64).reshape(5, -1).mean(1), rtol=1e-7)
+    assert abs(_np(ssim(jt.array(x[:1]), jt.array(x[:1]), crop_border=False)) - 1.0) < 1e-5
 
 
 def test_ssim_window_and_sigma_are_used():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import jittor as jt
 
+from dainet.utils.numerics import mean64
+
 # ITU-R BT.601 luma weights: the reference's grey version of R in the smoothness term
 LUMA_BT601 = (0.299, 0.587, 0.114)
 
@@ -46,12 +48,12 @@ def smooth(I: jt.Var, R: jt.Var, edge: float = 10.0, luma: tuple = LUMA_BT601) -
     """
     grey = (R[:, 0:1] * luma[0] + R[:, 1:2] * luma[1] + R[:, 2:3] * luma[2])
     terms = [abs_gradient(I, d) * jt.exp(-edge * box_average3(abs_gradient(grey, d))) for d in ("x", "y")]
-    return (terms[0] + terms[1]).mean()
+    return mean64(terms[0] + terms[1])
 
 
 def l1(a: jt.Var, b: jt.Var) -> jt.Var:
     """Mean absolute error."""
-    return (a - b).abs().mean()
+    return mean64((a - b).abs())
 
 
 def decomposition_loss(R_low: jt.Var, I_low: jt.Var, R_high: jt.Var, I_high: jt.Var,

@@ -9,9 +9,13 @@
   conv, but its backward is a matmul too (Jittor's depthwise-conv backward on the CPU was
   ~15x slower than the forward and dominated the training step);
 - variances clamped at 0;
-- like torchmetrics, the SSIM map is then cropped by (window-1)/2 on every side (the
-  border, whose statistics saw the reflected padding) and averaged over channels and
-  pixels per image, then over the batch.
+- the SSIM map is averaged over channels and pixels per image (in float64), then over
+  the batch. Which pixels is a torchmetrics-version convention (the reference pins no
+  version; params ``train.ssim_crop_border``): ``crop_border=True`` crops (window-1)/2
+  pixels from every side first, the border whose statistics saw the reflected padding,
+  as torchmetrics <= 1.4.1 does (1.2-1.3 were current when the paper's code was written;
+  0.11.4 is the last release for its Python 3.7; the parity fixture used 1.2.1); ``False`` averages the full map, as
+  torchmetrics >= 1.4.2 does.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import functools
 
 import jittor as jt
 import numpy as np
+
+from dainet.utils.numerics import mean64
 
 
 def gaussian_taps(window: int, sigma: float) -> np.ndarray:
@@ -56,8 +62,12 @@ def gaussian_filter_reflect(x: jt.Var, window: int, sigma: float) -> jt.Var:
 
 
 def ssim(a: jt.Var, b: jt.Var, window: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> jt.Var:
-    """Mean SSIM of two [N, C, H, W] batches (a scalar); H, W > window // 2 (reflect padding)."""
+         k1: float = 0.01, k2: float = 0.03, crop_border: bool = True) -> jt.Var:
+    """Mean SSIM of two [N, C, H, W] batches (a scalar); H, W > window // 2 (reflect padding).
+
+    ``crop_border``: drop (window-1)/2 pixels on every side of the SSIM map before the
+    mean (torchmetrics <= 1.4.1) or average the full map (>= 1.4.2).
+    """
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"ssim: shapes differ: {a.shape} vs {b.shape}")
     if min(a.shape[2:]) < window:
@@ -77,6 +87,7 @@ def ssim(a: jt.Var, b: jt.Var, window: int = 11, sigma: float = 1.5,
     cov = e_ab - mu_ab
 
     ssim_map = ((2 * mu_ab + c1) * (2 * cov + c2)) / ((mu_aa + mu_bb + c1) * (var_a + var_b + c2))
-    h, w = ssim_map.shape[2:]
-    ssim_map = ssim_map[:, :, pad:h - pad, pad:w - pad]
-    return ssim_map.mean(dims=(1, 2, 3)).mean()
+    if crop_border:
+        h, w = ssim_map.shape[2:]
+        ssim_map = ssim_map[:, :, pad:h - pad, pad:w - pad]
+    return mean64(ssim_map)  # every image has the same pixel count: the mean of per-image means
