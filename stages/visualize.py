@@ -6,7 +6,9 @@
 For the first ``visualize.n_images`` images of each list (single-scale detection,
 boxes scoring >= ``visualize.score_thresh``, thresholds of params ``predict``):
 
-* ``<out>/detections_clean_<i>.png``, ``<out>/detections_dark_<i>.png`` (i from 0);
+* ``<out>/detections_clean_<i>.png``, ``<out>/detections_dark_<i>.png`` (i from 0): the
+  list's ground-truth faces framed in green, the predictions in red with their scores,
+  and a caption strip below the image naming colours, threshold and counts;
 * ``<out>/reflectance_<i>.png``: dark input | its reflectance R (DAI-Net only; a DSFD
   checkpoint has no reflectance decoder, and the stage says so);
 * ``<out>/features_<layer>.png`` for each of ``visualize.feature_layers`` (x_shallow,
@@ -23,9 +25,10 @@ import numpy as np
 
 import dainet  # noqa: F401  (Jittor set-up before jittor)
 from dainet.cli import run
+from dainet.data.lists import read_list
 from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
-from dainet.inference.predictor import (PriorSpec, feature_maps, list_images, load_detector,
-                                        make_detect_fn, reflectance, select_device)
+from dainet.inference.predictor import (PriorSpec, feature_maps, load_detector, make_detect_fn,
+                                        reflectance, select_device)
 from dainet.inference.visual import draw_detections, feature_grid, reflectance_picture, side_by_side
 from dainet.models.dainet import ENHANCED_NAMES, SOURCE_NAMES
 from dainet.params import ParamError, load_params
@@ -59,25 +62,26 @@ def main(argv: list[str] | None = None) -> int:
         raise ParamError(f"{args.params}: visualize.n_images: expected >= 1, got {n_images}")
     cfg = dataclasses.replace(MultiScaleConfig.from_params(params.section("predict")), single_scale=True)
     priors = PriorSpec.second_shot(params.section("priors"))
-    clean = list_images(args.clean_list)[:n_images]
-    dark = list_images(args.dark_list)[:n_images]
+    clean = read_list(args.clean_list)[:n_images]
+    dark = read_list(args.dark_list)[:n_images]
 
     device = select_device()
     net, method = load_detector(args.weights, params.section("model"))
     detect_fn = make_detect_fn(net, priors, cfg)
     out = Path(args.out)
 
-    for kind, paths in (("clean", clean), ("dark", dark)):
-        for i, path in enumerate(paths):
-            rgb = read_image(path)
+    for kind, entries in (("clean", clean), ("dark", dark)):
+        for i, entry in enumerate(entries):
+            rgb = read_image(entry.image)
             dets = multi_scale_detect(rgb, detect_fn, cfg)
-            write_image(out / f"detections_{kind}_{i}.png", draw_detections(rgb, dets, score_thresh))
+            gt = entry.boxes_xyxy[entry.labels == 1]
+            write_image(out / f"detections_{kind}_{i}.png", draw_detections(rgb, dets, score_thresh, gt))
             if kind == "dark" and net.reflectance:
                 R = reflectance(net, rgb.astype(np.float32) / 255.0)
                 write_image(out / f"reflectance_{i}.png",
                             side_by_side(rgb, reflectance_picture(R, rgb.shape[:2])))
 
-    first_dark = read_image(dark[0]).astype(np.float32) / 255.0
+    first_dark = read_image(dark[0].image).astype(np.float32) / 255.0
     for name, fmap in feature_maps(net, first_dark, layers).items():
         write_image(out / f"features_{name}.png", feature_grid(fmap, n_channels))
 
