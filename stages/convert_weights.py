@@ -69,17 +69,17 @@ def numpy_state(net) -> dict[str, np.ndarray]:
 
 
 def convert(kind: str, src: str, cfg: ModelConfig, seed: int,
-            backbone_init: str = "kaiming") -> tuple[dict[str, np.ndarray], int]:
+            backbone_init: str = "kaiming", neck_init: str = "xavier") -> tuple[dict[str, np.ndarray], int]:
     """``(state dict, tensors taken from src)`` for one kind; the file is read before any model work."""
     if kind == SEEDED:
-        return numpy_state(init_weights(build_model(cfg), seed, backbone_init)), 0
+        return numpy_state(init_weights(build_model(cfg), seed, backbone_init, neck_init)), 0
     published = read_pth(src)     # refuses unsafe or corrupt files before anything else runs
     if kind == "decomp":
         state = convert_model(build_decomposer(cfg).state_dict(), published, src)
     elif kind == "dainet":
         state = convert_model(build_model(cfg).state_dict(), published, src)
     else:
-        state = convert_backbone(numpy_state(init_weights(build_model(cfg), seed)), published, src)
+        state = convert_backbone(numpy_state(init_weights(build_model(cfg), seed, neck=neck_init)), published, src)
     return state, len(published)
 
 
@@ -89,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ModelConfig.from_section(params.section("model"))
     seed = params.section("convert").int("seed")
     backbone_init = params.section("convert").choice("backbone_init", ("xavier", "kaiming"))
+    neck_init = params.section("convert").choice("neck_init", ("xavier", "kaiming"))
     kind, src = (args.kind, args.src) if args.kind else source_from_params(params.section("convert"))
     if kind in WIDTH_SCALED_KINDS:
         require_published_width(cfg.width, f"{args.params}: model.width", src)
 
     t0 = time.perf_counter()
-    state, loaded = convert(kind, src, cfg, seed, backbone_init)
+    state, loaded = convert(kind, src, cfg, seed, backbone_init, neck_init)
     pretrained = kind != SEEDED
     record = {"pretrained": pretrained, "kind": kind, "source": src, "seed": seed, "width": cfg.width}
     save_checkpoint(args.dst, {"model": state, **record})

@@ -31,7 +31,7 @@ from dainet.params import load_params
 from dainet.training.joint import (Checkpoints, StepLosses, TrainConfig, file_digest, fingerprint, fit,
                                    use_device)
 from dainet.training.logging import TrainLogger
-from dainet.training.optim import make_sgd
+from dainet.training.optim import make_optimizer
 from dainet.training.schedule import scaled_lr
 from dainet.utils.fileio import write_json
 from dainet.weights import load_into
@@ -92,7 +92,8 @@ def main(argv=None) -> int:
             f"(train.batch_size {cfg.batch_size} x {world} processes)")
 
     base_lr = scaled_lr(cfg.lr, cfg.batch_size, world, cfg.lr_reference_batch)
-    opt = make_sgd(net, base_lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay)
+    opt = make_optimizer(net, cfg.optimizer, base_lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
+                         cfg.train_l2norm)
     step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
                       params.section("priors"))
     key = fingerprint({s: params.section(s).to_dict() for s in ("train", "model", "priors", "darkisp", "augment")},

@@ -435,3 +435,30 @@ def test_init_weights_deterministic_xavier_and_constants():
             assert np.abs(v).max() <= bound + 1e-7, k
             if v.size >= 2000:  # U(-a, a) has std a / sqrt(3)
                 assert abs(v.std() / (bound / math.sqrt(3)) - 1) < 0.1, k
+
+
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_norm_option_keeps_every_published_name_and_adds_norm_layers(norm):
+    from dainet.models.layers import NormConv2d, norm_groups
+    plain = {k: tuple(v.shape) for k, v in DAINet(ModelConfig(width=SMALL)).state_dict().items()}
+    normed = {k: tuple(v.shape) for k, v in DAINet(ModelConfig(width=SMALL, norm=norm)).state_dict().items()}
+    assert {k: v for k, v in normed.items() if ".norm." not in k} == plain
+    extra = {k.split(".norm.")[0] for k in normed if ".norm." in k}
+    # every backbone / extras / FPN / FEM conv, no head, no reflectance decoder
+    assert "vgg.0" in extra and "vgg.33" in extra and "extras.3" in extra and "fpn_topdown.0" in extra
+    assert "fpn_latlayer.4" in extra and "fpn_fem.5.branch3.4" in extra
+    assert not any(k.startswith(("loc_pal", "conf_pal", "ref.")) for k in extra)
+    assert norm_groups(64, 8) == 8 and norm_groups(21, 8) == 1 and norm_groups(85, 8) == 5
+    net = init_weights(DAINet(ModelConfig(width=SMALL, norm=norm)), seed=0)
+    assert isinstance(net.vgg[0], NormConv2d)
+    x = jt.array(np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32))
+    out = net.forward_train(x, x, jt.ones((2, 1, 64, 64)), jt.ones((2, 1, 64, 64)))
+    # normalised features: the second shot is alive from the first step (spec §14)
+    fem = net.pyramid(net.shallow(x))["ef4"]   # FEM output without an L2Norm after it
+    assert float(fem.sqr().mean().item()) > 1e-2
+    assert np.isfinite(out["loc2"].numpy()).all()
+
+
+def test_norm_must_be_known():
+    with pytest.raises(ParamError, match="norm"):
+        ModelConfig(norm="layer")

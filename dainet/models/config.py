@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from dainet.params import ParamError, Section
 
+NORMS = ("none", "batch", "group")  # model.norm
+NORM_SCOPES = ("backbone", "all")   # model.norm_scope
+
 POOL = "M"        # max-pool 2x2 stride 2
 POOL_CEIL = "C"   # the same with ceil_mode
 _SOURCE_POOLS = (2, 3, 4)  # of1..of3 are the ReLU outputs right before the 3rd, 4th, 5th pool
@@ -40,6 +43,9 @@ class ModelConfig:
     decomp_channels: int = 64
     decomp_kernel: int = 9
     decomp_layers: int = 5
+    norm: str = "none"            # not in the paper: batch | group inside every backbone/extras/FPN/FEM conv
+    norm_group_size: int = 8      # GroupNorm: the most groups of at least this many channels
+    norm_scope: str = "all"       # backbone (vgg convs only) | all (also extras, FPN, FEM)
     source: str = field(default="ModelConfig", compare=False)  # for error messages
 
     def __post_init__(self):
@@ -69,6 +75,9 @@ class ModelConfig:
             decomp_channels=s.int("decomp_channels"),
             decomp_kernel=s.int("decomp_kernel"),
             decomp_layers=s.int("decomp_layers"),
+            norm=s.choice("norm", NORMS),
+            norm_group_size=s.int("norm_group_size"),
+            norm_scope=s.choice("norm_scope", NORM_SCOPES),
             source=f"{s.source}: {s.path}",
         )
 
@@ -85,9 +94,13 @@ class ModelConfig:
         if isinstance(self.vgg_cfg[0], str):
             self._fail("vgg_cfg", "must start with a conv")
         for key in ("fc_channels", "fc_dilation", "fem_dilation", "num_classes", "ref_channels",
-                    "decomp_channels", "decomp_layers"):
+                    "decomp_channels", "decomp_layers", "norm_group_size"):
             if getattr(self, key) < 1:
                 self._fail(key, f"must be >= 1, got {getattr(self, key)}")
+        if self.norm_scope not in NORM_SCOPES:
+            self._fail("norm_scope", f"must be one of {'|'.join(NORM_SCOPES)}, got {self.norm_scope!r}")
+        if self.norm not in NORMS:
+            self._fail("norm", f"must be one of {'|'.join(NORMS)}, got {self.norm!r}")
         if self.decomp_kernel < 1 or self.decomp_kernel % 2 == 0:
             self._fail("decomp_kernel", f"must be odd, got {self.decomp_kernel}")
         small = [c for c in self.source_channels if c < 3]

@@ -16,8 +16,9 @@ from jittor import nn
 
 from dainet.errors import UserError
 from dainet.models.config import ModelConfig
-from dainet.models.layers import FEM, L2Norm, upsample_product
+from dainet.models.layers import FEM, L2Norm, conv2d, upsample_product
 from dainet.models.vgg import extra_layers, vgg_layers
+from dainet.utils.numerics import mean64
 
 SOURCE_NAMES = ("of1", "of2", "of3", "of4", "of5", "of6")
 ENHANCED_NAMES = ("ef1", "ef2", "ef3", "ef4", "ef5", "ef6")
@@ -43,7 +44,7 @@ def reflectance_decoder(in_channels: int, mid_channels: int) -> nn.Sequential:
 
 def global_pool(x: jt.Var) -> jt.Var:
     """[N, C, H, W] -> [N, C] spatial mean (the mutual-alignment descriptor g of §5)."""
-    return x.mean(dims=(2, 3))
+    return mean64(x, dims=(2, 3))
 
 
 class DAINet(nn.Module):
@@ -54,7 +55,10 @@ class DAINet(nn.Module):
         s1, s2, s3 = cfg.l2norm_scales
         eps = cfg.l2norm_eps
 
-        self.vgg = nn.Sequential(*vgg_layers(cfg.vgg_layers, cfg.ch(cfg.fc_channels), cfg.fc_dilation))
+        nk = dict(norm=cfg.norm, group_size=cfg.norm_group_size)   # "none" in the paper profile
+        self.vgg = nn.Sequential(*vgg_layers(cfg.vgg_layers, cfg.ch(cfg.fc_channels), cfg.fc_dilation, **nk))
+        if cfg.norm_scope == "backbone":
+            nk = dict(norm="none")
         taps = cfg.taps
         starts = (0, taps.shallow + 1) + tuple(t + 1 for t in taps.sources[:-1])
         ends = (taps.shallow,) + taps.sources
@@ -63,13 +67,13 @@ class DAINet(nn.Module):
         self.L2Normof1 = L2Norm(src[0], s1, eps)
         self.L2Normof2 = L2Norm(src[1], s2, eps)
         self.L2Normof3 = L2Norm(src[2], s3, eps)
-        self.extras = nn.ModuleList(extra_layers([cfg.ch(c) for c in cfg.extras_cfg], src[3]))
+        self.extras = nn.ModuleList(extra_layers([cfg.ch(c) for c in cfg.extras_cfg], src[3], **nk))
 
         # top-down: [0] of6 -> conv7 (same width), then [k] maps source 6-k+1 -> source 6-k
-        self.fpn_topdown = nn.ModuleList([nn.Conv2d(src[5], src[5], 1)] +
-                                         [nn.Conv2d(src[k], src[k - 1], 1) for k in range(5, 0, -1)])
-        self.fpn_latlayer = nn.ModuleList([nn.Conv2d(src[k], src[k], 1) for k in range(4, -1, -1)])
-        self.fpn_fem = nn.ModuleList([FEM(c, cfg.fem_dilation) for c in src])
+        self.fpn_topdown = nn.ModuleList([conv2d(src[5], src[5], 1, **nk)] +
+                                         [conv2d(src[k], src[k - 1], 1, **nk) for k in range(5, 0, -1)])
+        self.fpn_latlayer = nn.ModuleList([conv2d(src[k], src[k], 1, **nk) for k in range(4, -1, -1)])
+        self.fpn_fem = nn.ModuleList([FEM(c, cfg.fem_dilation, **nk) for c in src])
         self.L2Normef1 = L2Norm(src[0], s1, eps)
         self.L2Normef2 = L2Norm(src[1], s2, eps)
         self.L2Normef3 = L2Norm(src[2], s3, eps)

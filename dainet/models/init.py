@@ -35,20 +35,28 @@ def kaiming_normal_fan_out(shape: tuple, rng: np.random.Generator) -> np.ndarray
     return (rng.standard_normal(size=shape) * std).astype(np.float32)
 
 
-def init_weights(net: nn.Module, seed: int, backbone: str = "xavier") -> nn.Module:
+NECK = ("extras", "fpn_topdown", "fpn_latlayer", "fpn_fem")  # between the backbone and the heads
+
+
+def init_weights(net: nn.Module, seed: int, backbone: str = "xavier", neck: str = "xavier") -> nn.Module:
     """Initialise ``net`` in place (and return it): deterministic under ``seed``.
 
     Convs in module order get Xavier-uniform weights and zero biases (``backbone:
-    kaiming`` gives the ``vgg`` convs He-normal instead, params ``convert.backbone_init``);
+    kaiming`` gives the ``vgg`` convs He-normal instead, params ``convert.backbone_init``;
+    ``neck: kaiming`` the same for extras, FPN and FEM, ``convert.neck_init``: from scratch
+    their ReLU products otherwise start near 1e-3 even on a normalised backbone);
     every L2Norm gets its construction-time scale (params ``model.l2norm_scales``).
     """
-    if backbone not in ("xavier", "kaiming"):
-        raise ValueError(f"backbone init must be xavier or kaiming, got {backbone!r}")
+    for what, value in (("backbone", backbone), ("neck", neck)):
+        if value not in ("xavier", "kaiming"):
+            raise ValueError(f"{what} init must be xavier or kaiming, got {value!r}")
     rng = np.random.default_rng(seed)
-    vgg = set(id(m) for m in net.vgg.modules()) if (backbone == "kaiming" and hasattr(net, "vgg")) else set()
+    he = set(id(m) for m in net.vgg.modules()) if (backbone == "kaiming" and hasattr(net, "vgg")) else set()
+    if neck == "kaiming":
+        he |= {id(m) for name in NECK if hasattr(net, name) for m in getattr(net, name).modules()}
     for module in net.modules():
         if isinstance(module, nn.Conv2d):
-            draw = kaiming_normal_fan_out if id(module) in vgg else xavier_uniform
+            draw = kaiming_normal_fan_out if id(module) in he else xavier_uniform
             module.weight.assign(jt.array(draw(tuple(module.weight.shape), rng)))
             if module.bias is not None:
                 module.bias.assign(jt.zeros(module.bias.shape, dtype="float32"))

@@ -1,8 +1,53 @@
-"""Small building blocks of DSFD / DAI-Net: L2Norm, FEM, the multiplicative FPN step (spec §2, §3)."""
+"""Small building blocks of DSFD / DAI-Net: convs (optionally normalised), L2Norm, FEM, the FPN step (spec §2, §3)."""
 from __future__ import annotations
 
 import jittor as jt
 from jittor import nn
+
+
+def norm_groups(channels: int, group_size: int) -> int:
+    """The most groups of at least ``group_size`` channels that divide ``channels`` (>= 1).
+
+    Width multipliers and FEM's C // 3 split give channel counts such as 21 or 85, which
+    a fixed group count (GroupNorm's usual 32) would not divide.
+    """
+    best = 1
+    for g in range(1, channels + 1):
+        if channels % g == 0 and channels // g >= group_size:
+            best = g
+    return best
+
+
+class NormConv2d(nn.Conv2d):
+    """A Conv2d followed by BatchNorm or GroupNorm (``norm``), for training from scratch.
+
+    Not in the paper (spec §14): the embedded sample's from-scratch profile sets
+    ``model.norm``. The conv keeps its published name (``<name>.weight|bias``) and the norm
+    adds ``<name>.norm.*``, so layer indices and every other name are unchanged.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, dilation: int = 1, norm: str = "batch", group_size: int = 8):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation)
+        if norm == "batch":
+            self.norm = nn.BatchNorm(out_channels)
+        elif norm == "group":
+            self.norm = nn.GroupNorm(norm_groups(out_channels, group_size), out_channels)
+        else:
+            raise ValueError(f"norm must be batch or group, got {norm!r}")
+
+    def execute(self, x: jt.Var) -> jt.Var:
+        return self.norm(super().execute(x))
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+           dilation: int = 1, norm: str = "none", group_size: int = 8) -> nn.Conv2d:
+    """``nn.Conv2d`` (``norm: none``, the paper) or :class:`NormConv2d` (``batch`` | ``group``)."""
+    if norm == "none":
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation)
+    return NormConv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, norm, group_size)
 
 
 class L2Norm(nn.Module):
@@ -25,9 +70,9 @@ class L2Norm(nn.Module):
         return x / norm * self.weight.reshape(1, -1, 1, 1)
 
 
-def _dilated_conv(cin: int, cout: int, dilation: int) -> nn.Conv2d:
+def _dilated_conv(cin: int, cout: int, dilation: int, norm: str = "none", group_size: int = 8) -> nn.Conv2d:
     """3x3 conv keeping the spatial size (padding = dilation)."""
-    return nn.Conv2d(cin, cout, 3, stride=1, padding=dilation, dilation=dilation)
+    return conv2d(cin, cout, 3, stride=1, padding=dilation, dilation=dilation, norm=norm, group_size=group_size)
 
 
 class FEM(nn.Module):
@@ -37,15 +82,15 @@ class FEM(nn.Module):
     output has C channels again. Names: ``branch1.*``, ``branch2.<0|2>.*``, ``branch3.<0|2|4>.*``.
     """
 
-    def __init__(self, channels: int, dilation: int = 3):
+    def __init__(self, channels: int, dilation: int = 3, norm: str = "none", group_size: int = 8):
         a = channels // 3
         b = channels - 2 * a
-        self.branch1 = _dilated_conv(channels, a, dilation)
-        self.branch2 = nn.Sequential(_dilated_conv(channels, a, dilation), nn.ReLU(),
-                                     _dilated_conv(a, a, dilation))
-        self.branch3 = nn.Sequential(_dilated_conv(channels, b, dilation), nn.ReLU(),
-                                     _dilated_conv(b, b, dilation), nn.ReLU(),
-                                     _dilated_conv(b, b, dilation))
+
+        def conv(cin, cout):
+            return _dilated_conv(cin, cout, dilation, norm, group_size)
+        self.branch1 = conv(channels, a)
+        self.branch2 = nn.Sequential(conv(channels, a), nn.ReLU(), conv(a, a))
+        self.branch3 = nn.Sequential(conv(channels, b), nn.ReLU(), conv(b, b), nn.ReLU(), conv(b, b))
 
     def execute(self, x: jt.Var) -> jt.Var:
         return nn.relu(jt.concat([self.branch1(x), self.branch2(x), self.branch3(x)], dim=1))

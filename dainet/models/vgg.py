@@ -8,6 +8,7 @@ import jittor as jt
 from jittor import nn
 
 from dainet.models.config import POOL, POOL_CEIL
+from dainet.models.layers import conv2d
 
 
 class MaxPool2x2(nn.Module):
@@ -44,12 +45,14 @@ class MaxPool2x2(nn.Module):
         return f"ceil_mode={self.ceil_mode}"
 
 
-def vgg_layers(cfg: list, fc_channels: int, fc_dilation: int, in_channels: int = 3) -> list[nn.Module]:
+def vgg_layers(cfg: list, fc_channels: int, fc_dilation: int, in_channels: int = 3, norm: str = "none",
+               group_size: int = 8) -> list[nn.Module]:
     """The backbone layer list: cfg convs (3x3 pad 1, ReLU) and pools, then conv6 / conv7.
 
     ``cfg`` holds conv widths and ``'M'`` (pool) / ``'C'`` (pool, ceil_mode); conv6 is the
     reduced fc6 (3x3, dilation ``fc_dilation``), conv7 the reduced fc7 (1x1), each + ReLU.
-    With the paper cfg the list has 35 entries, convs at 0, 2, 5, ..., 31, 33.
+    With the paper cfg the list has 35 entries, convs at 0, 2, 5, ..., 31, 33. ``norm``
+    (``model.norm``, not in the paper) puts a BatchNorm / GroupNorm inside each conv entry.
     """
     layers: list[nn.Module] = []
     cin = in_channels
@@ -59,18 +62,20 @@ def vgg_layers(cfg: list, fc_channels: int, fc_dilation: int, in_channels: int =
         elif v == POOL_CEIL:
             layers.append(MaxPool2x2(ceil_mode=True))
         else:
-            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+            layers += [conv2d(cin, v, 3, padding=1, norm=norm, group_size=group_size), nn.ReLU()]
             cin = v
-    layers += [nn.Conv2d(cin, fc_channels, 3, padding=fc_dilation, dilation=fc_dilation), nn.ReLU(),
-               nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU()]
+    layers += [conv2d(cin, fc_channels, 3, padding=fc_dilation, dilation=fc_dilation, norm=norm,
+                      group_size=group_size), nn.ReLU(),
+               conv2d(fc_channels, fc_channels, 1, norm=norm, group_size=group_size), nn.ReLU()]
     return layers
 
 
-def extra_layers(extras_cfg: list, in_channels: int) -> list[nn.Module]:
+def extra_layers(extras_cfg: list, in_channels: int, norm: str = "none", group_size: int = 8) -> list[nn.Module]:
     """Extras on top of fc7: pairs of (1x1 conv, 3x3 stride-2 pad-1 conv); ReLU is applied in the forward."""
     layers: list[nn.Module] = []
     cin = in_channels
     for k, v in enumerate(extras_cfg):
-        layers.append(nn.Conv2d(cin, v, 1) if k % 2 == 0 else nn.Conv2d(cin, v, 3, stride=2, padding=1))
+        layers.append(conv2d(cin, v, 1, norm=norm, group_size=group_size) if k % 2 == 0 else
+                      conv2d(cin, v, 3, stride=2, padding=1, norm=norm, group_size=group_size))
         cin = v
     return layers

@@ -24,8 +24,8 @@ from dainet.errors import UserError
 from dainet.losses.multibox import MultiBoxLoss
 from dainet.params import Section
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
-from dainet.training.optim import load_sgd_state, make_sgd, set_lr, sgd_state
-from dainet.training.schedule import scaled_lr, step_lr, total_iterations, warmup_factor
+from dainet.training.optim import OPTIMIZERS, load_optimizer_state, optimizer_state, set_lr
+from dainet.training.schedule import scheduled_lr, total_iterations
 from dainet.weights.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -42,14 +42,19 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 4
     num_workers: int = 0
+    optimizer: str = "sgd"
     lr: float = 5e-4
     lr_reference_batch: int = 4
     ref_lr_mult: float = 0.1
+    train_l2norm: bool = False
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_steps: tuple = (20000, 25000, 30000)
     lr_gamma: float = 0.1
     warmup_iters: int = 0
+    lr_schedule: str = "step"
+    lr_final_fraction: float = 0.0
+    clean_warmup_iters: int = 0
     max_iter: int = 150000
     max_epochs: int = 100
     clip_grad_norm: float = 35.0
@@ -68,10 +73,14 @@ class TrainConfig:
                    dsfd_input=s.choice("dsfd_input", ("dark", "clean")),
                    device=s.choice("device", ("auto", "cpu", "cuda")),
                    seed=s.int("seed"), batch_size=s.int("batch_size"), num_workers=s.int("num_workers"),
-                   lr=s.float("lr"), lr_reference_batch=s.int("lr_reference_batch"),
-                   ref_lr_mult=s.float("ref_lr_mult"), momentum=s.float("momentum"),
+                   optimizer=s.choice("optimizer", OPTIMIZERS), lr=s.float("lr"), lr_reference_batch=s.int("lr_reference_batch"),
+                   ref_lr_mult=s.float("ref_lr_mult"), train_l2norm=s.bool("train_l2norm"),
+                   momentum=s.float("momentum"),
                    weight_decay=s.float("weight_decay"), lr_steps=tuple(s.list("lr_steps", int)),
-                   lr_gamma=s.float("lr_gamma"), warmup_iters=s.int("warmup_iters"), max_iter=s.int("max_iter"),
+                   lr_gamma=s.float("lr_gamma"), warmup_iters=s.int("warmup_iters"),
+                   lr_schedule=s.choice("lr_schedule", ("step", "cosine")),
+                   lr_final_fraction=s.float("lr_final_fraction"),
+                   clean_warmup_iters=s.int("clean_warmup_iters"), max_iter=s.int("max_iter"),
                    max_epochs=s.int("max_epochs"), clip_grad_norm=s.float("clip_grad_norm"),
                    match_iou=s.float("match_iou"), neg_pos_ratio=s.int("neg_pos_ratio"),
                    smooth_l1_beta=s.float("smooth_l1_beta"),
@@ -124,8 +133,19 @@ class StepLosses:
         R, I = R.stop_grad(), I.stop_grad()
         return R[:n], I[:n], R[n:], I[n:]
 
-    def __call__(self, light: jt.Var, targets: jt.Var, rng: np.random.Generator):
-        """Returns (terms {name: scalar Var}, pictures {name: Var} for logging)."""
+    def __call__(self, light: jt.Var, targets: jt.Var, rng: np.random.Generator, clean_only: bool = False):
+        """Returns (terms {name: scalar Var}, pictures {name: Var} for logging).
+
+        ``clean_only`` (the first ``train.clean_warmup_iters`` iterations; not in the paper):
+        detection on the clean images only, both methods alike -- a stand-in, on the
+        from-scratch sample, for the clean-image (ImageNet) pretraining the paper starts from.
+        """
+        if clean_only:
+            out = self.net.detect_train(self.net.shallow(light))
+            terms = detection_terms(out, targets, self.priors1, self.priors2, self.multibox)
+            if self.cfg.reflectance:  # the same logged columns in both phases
+                terms.update({k: jt.zeros(()) for k in ("ref", "enh", "mutual")})
+            return terms, {"input": light}
         if not self.cfg.reflectance:
             image = light if self.cfg.dsfd_input == "clean" else self.darken(light, rng)
             out = self.net.forward_train(image)
@@ -202,12 +222,12 @@ class Checkpoints:
             return None
         from dainet.weights.checkpoint import load_into
         load_into(net, ck["model"], str(self.last))
-        load_sgd_state(opt, ck["optimizer"], str(self.last))
+        load_optimizer_state(opt, ck["optimizer"], str(self.last))
         return LoopState(**ck["loop"])
 
     def save(self, net, opt, state: LoopState, periodic: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        payload = {"fingerprint": self.key, "model": net.state_dict(), "optimizer": sgd_state(opt),
+        payload = {"fingerprint": self.key, "model": net.state_dict(), "optimizer": optimizer_state(opt),
                    "loop": asdict(state)}
         save_checkpoint(self.last, payload)
         if periodic:
@@ -245,9 +265,11 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
         it = state.iteration
         epoch, b = divmod(it, iters_per_epoch)
         images, targets = train_batches(epoch, b)
-        lr = step_lr(base_lr, it, list(cfg.lr_steps), cfg.lr_gamma) * warmup_factor(it, cfg.warmup_iters)
-        set_lr(opt, lr, cfg.ref_lr_mult)
-        terms, pictures = step(jt.array(images), jt.array(targets), np.random.default_rng([cfg.seed, it]))
+        lr = scheduled_lr(cfg.lr_schedule, base_lr, it, total, list(cfg.lr_steps), cfg.lr_gamma,
+                          cfg.warmup_iters, cfg.lr_final_fraction)
+        set_lr(opt, lr)
+        terms, pictures = step(jt.array(images), jt.array(targets), np.random.default_rng([cfg.seed, it]),
+                               clean_only=it < cfg.clean_warmup_iters)
         loss = total_loss(terms)
         opt.backward(loss)
         opt.clip_grad_norm(cfg.clip_grad_norm, 2)

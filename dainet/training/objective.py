@@ -26,6 +26,7 @@ class LossWeights:
     kl_temperature: float = 4.0
     ssim_window: int = 11
     ssim_sigma: float = 1.5
+    ssim_crop_border: bool = True   # True: torchmetrics <= 1.4.1 (the reference's era); False: >= 1.4.2
     smooth_edge: float = 10.0
 
     @classmethod
@@ -34,7 +35,7 @@ class LossWeights:
                    w_enh_smooth=s.float("w_enh_smooth"), w_enh_redecomp=s.float("w_enh_redecomp"),
                    w_mutual=s.float("w_mutual"), kl_temperature=s.float("kl_temperature"),
                    ssim_window=s.int("ssim_window"), ssim_sigma=s.float("ssim_sigma"),
-                   smooth_edge=s.float("smooth_edge"))
+                   ssim_crop_border=s.bool("ssim_crop_border"), smooth_edge=s.float("smooth_edge"))
 
 
 def detection_terms(out: dict, targets: jt.Var, priors1: jt.Var, priors2: jt.Var,
@@ -49,12 +50,12 @@ def dainet_terms(out: dict, dark: jt.Var, light: jt.Var, R_dark_gt: jt.Var, R_li
                  I_dark: jt.Var, I_light: jt.Var, w: LossWeights) -> dict[str, jt.Var]:
     """The three DAI-Net terms: reflectance (vs the frozen decomposer), enhancement, mutual."""
     ref = reflectance_loss(out["R_dark"], out["R_light"], R_dark_gt, R_light_gt,
-                           w.ssim_window, w.ssim_sigma)
+                           w.ssim_window, w.ssim_sigma, ssim_crop_border=w.ssim_crop_border)
     enh = enhancement_loss(out["R_dark"], out["R_light"], out["R_dark_2"], out["R_light_2"],
                            I_dark, I_light, dark, light, weight=w.w_enh, w_equal_r=w.w_enh_equal_r,
                            w_smooth=w.w_enh_smooth, w_redecomp=w.w_enh_redecomp,
                            smooth_edge=w.smooth_edge, ssim_window=w.ssim_window,
-                           ssim_sigma=w.ssim_sigma)
+                           ssim_sigma=w.ssim_sigma, ssim_crop_border=w.ssim_crop_border)
     mutual = mutual_loss(out["g_light"], out["g_dark"], out["g_light2"], out["g_dark2"],
                          weight=w.w_mutual, T=w.kl_temperature)
     return {"ref": ref, "enh": enh, "mutual": mutual}

@@ -15,6 +15,28 @@ def step_lr(base_lr: float, iteration: int, steps: list[int], gamma: float) -> f
     return base_lr * gamma ** bisect.bisect_right(sorted(steps), iteration)
 
 
+def cosine_lr(base_lr: float, iteration: int, total: int, final_fraction: float = 0.0) -> float:
+    """Cosine decay from ``base_lr`` at iteration 0 to ``final_fraction * base_lr`` at ``total``.
+
+    Not in the paper (``train.lr_schedule: cosine``): a from-scratch run on a fixed small
+    budget ends at a low lr without step boundaries to place by hand.
+    """
+    t = min(max(iteration, 0), total) / max(total, 1)
+    return base_lr * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def scheduled_lr(schedule: str, base_lr: float, iteration: int, total: int, steps: list[int],
+                 gamma: float, warmup_iters: int, final_fraction: float = 0.0) -> float:
+    """The lr of ``iteration``: ``step`` (the paper's, spec §9) or ``cosine``, times the warm-up."""
+    if schedule == "step":
+        lr = step_lr(base_lr, iteration, steps, gamma)
+    elif schedule == "cosine":
+        lr = cosine_lr(base_lr, iteration, total, final_fraction)
+    else:
+        raise ValueError(f"lr schedule must be step or cosine, got {schedule!r}")
+    return lr * warmup_factor(iteration, warmup_iters)
+
+
 def warmup_factor(iteration: int, warmup_iters: int) -> float:
     """Linear warm-up: ``(iteration + 1) / warmup_iters`` until it reaches 1 (0 iterations: always 1).
 
