@@ -21,6 +21,7 @@ TINY = {
     "train_decomp.log_every": 1, "train_decomp.n_preview": 2, "train_decomp.preview_size": 64,
     "train.batch_size": 2, "train.max_iter": 4, "train.max_epochs": 100, "train.log_every": 1,
     "train.image_every": 2, "train.checkpoint_every": 2, "train.device": "cpu",
+    "train.clean_warmup_iters": 2,  # both phases: clean detection, then the joint objective
     "predict.single_scale": True, "visualize.n_images": 2,
 }
 

@@ -117,14 +117,14 @@ def test_predict_change_reruns_no_training(repo, first_repro):
 
 def test_train_lr_change_reruns_train_onwards(repo, first_repro):
     dvc(repo, "exp", "run", "-S", "predict.conf_thresh=0.05")  # back to the committed value
-    out = dvc(repo, "exp", "run", "-S", "train.lr=0.001")
+    out = dvc(repo, "exp", "run", "-S", "train.lr=0.002")
     assert "train" in ran(out)
     assert not ran(out) & {"sample", "prepare", "convert_weights", "train_decomp"}
     assert "starting over" in out  # the persisted checkpoint of another lr is not resumed
 
 
 def test_remote_round_trip_restores_every_output(repo, first_repro, tmp_path):
-    dvc(repo, "exp", "run", "-S", "train.lr=0.0005")  # the committed params again
+    dvc(repo, "exp", "run", "-S", "train.lr=0.001")  # the committed params again
     storage = tmp_path / "storage"
     dvc(repo, "remote", "add", "-d", "local", str(storage))
     sh(repo, "git", "add", "-A")
