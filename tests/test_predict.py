@@ -41,6 +41,7 @@ def write_params(path: Path, **sections) -> Path:
     """The project's params.yaml at model width 0.125, with section overrides."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["width"] = WIDTH
+    params["model"]["norm"] = "none"   # the tests' checkpoints are the paper network at WIDTH
     for name, values in sections.items():
         params[name].update(values)
     path.write_text(yaml.safe_dump(params))
