@@ -42,6 +42,7 @@ def write_params(path: Path, **sections) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["width"] = WIDTH
     params["model"]["norm"] = "none"   # the tests' checkpoints are the paper network at WIDTH
+    params["predict"]["top_k"] = 5000  # the spec value, as the tests' direct MultiScaleConfig()
     for name, values in sections.items():
         params[name].update(values)
     path.write_text(yaml.safe_dump(params))
