@@ -27,22 +27,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-import dainet  # noqa: F401  (Jittor set-up before jittor)
-from dainet.cli import run
-from dainet.models import ModelConfig, build_decomposer, build_model, init_weights
+from dainet.cli import run   # dainet first: its runtime set-up precedes any Jittor import
 from dainet.params import load_params
-from dainet.utils.fileio import write_json
-from dainet.weights import read_pth, save_checkpoint
-from dainet.weights.convert import (KINDS, WIDTH_SCALED_KINDS, convert_backbone, convert_model,
-                                    require_published_width)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from dainet.models import ModelConfig
 
 SEEDED = "init"   # the kind recorded when no file is converted
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from dainet.weights.convert import KINDS   # numpy only, no Jittor
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", choices=KINDS, help="published file kind (default: from params convert.*)")
     ap.add_argument("--src", help="the published .pth file (with --kind)")
@@ -71,6 +71,11 @@ def numpy_state(net) -> dict[str, np.ndarray]:
 def convert(kind: str, src: str, cfg: ModelConfig, seed: int,
             backbone_init: str = "kaiming", neck_init: str = "xavier") -> tuple[dict[str, np.ndarray], int]:
     """``(state dict, tensors taken from src)`` for one kind; the file is read before any model work."""
+    # imported here, not at module level: Jittor loads (and may compile) only after the params passed
+    from dainet.models import build_decomposer, build_model, init_weights
+    from dainet.weights import read_pth
+    from dainet.weights.convert import convert_backbone, convert_model
+
     if kind == SEEDED:
         return numpy_state(init_weights(build_model(cfg), seed, backbone_init, neck_init)), 0
     published = read_pth(src)     # refuses unsafe or corrupt files before anything else runs
@@ -85,7 +90,13 @@ def convert(kind: str, src: str, cfg: ModelConfig, seed: int,
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params)   # checks the whole file before any work
+    # imported only now: Jittor loads (and on a fresh machine compiles) after the params passed
+    from dainet.models import ModelConfig
+    from dainet.utils.fileio import write_json
+    from dainet.weights import save_checkpoint
+    from dainet.weights.convert import WIDTH_SCALED_KINDS, require_published_width
+
     cfg = ModelConfig.from_section(params.section("model"))
     seed = params.section("convert").int("seed")
     backbone_init = params.section("convert").choice("backbone_init", ("xavier", "kaiming"))

@@ -8,8 +8,7 @@ import argparse
 import os
 import time
 
-from dainet import cli
-from dainet.data.sample import SampleConfig, write_sample
+from dainet import cli   # dainet first: its runtime set-up precedes any Jittor import
 from dainet.params import load_params
 
 
@@ -20,10 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
                     help="rendering processes (the output does not depend on it)")
     args = ap.parse_args(argv)
+    params = load_params(args.params)   # checks the whole file before any work
 
+    # imported only now: a bad params file fails at once, without loading OpenCV and numpy
     from tqdm import tqdm
 
-    cfg = SampleConfig.from_section(load_params(args.params).section("sample"))
+    from dainet.data.sample import SampleConfig, write_sample
+
+    cfg = SampleConfig.from_section(params.section("sample"))
     start = time.perf_counter()
     s = write_sample(args.out, cfg, workers=args.workers,
                      progress=lambda it, total: tqdm(it, total=total, desc="sample", unit="img"))

@@ -15,20 +15,8 @@ import argparse
 import time
 from pathlib import Path
 
-import dainet  # noqa: F401  (Jittor set-up before jittor)
-import jittor as jt
-
-from dainet.cli import run
-from dainet.data.darkisp import DarkISPConfig
-from dainet.data.lists import read_list
-from dainet.inference.images import read_image
-from dainet.models.decomp import build_decomposer
-from dainet.models.init import init_weights
+from dainet.cli import run   # dainet first: its runtime set-up precedes any Jittor import
 from dainet.params import load_params
-from dainet.training.decomp import DecompTrainConfig, decomposition_preview, train_decomposer
-from dainet.utils.fileio import write_image, write_json, write_text
-from dainet.weights import load_into, read_pth
-from dainet.weights.checkpoint import save_checkpoint
 
 
 def main(argv=None) -> int:
@@ -42,7 +30,20 @@ def main(argv=None) -> int:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
 
-    params = load_params(args.params)
+    params = load_params(args.params)   # checks the whole file before any work
+    # imported only now: Jittor loads (and on a fresh machine compiles) after the params passed
+    import jittor as jt
+
+    from dainet.data.darkisp import DarkISPConfig
+    from dainet.data.lists import read_list
+    from dainet.inference.images import read_image
+    from dainet.models.decomp import build_decomposer
+    from dainet.models.init import init_weights
+    from dainet.training.decomp import DecompTrainConfig, decomposition_preview, train_decomposer
+    from dainet.utils.fileio import write_image, write_json, write_text
+    from dainet.weights import load_into, read_pth
+    from dainet.weights.checkpoint import save_checkpoint
+
     sec = params.section("train_decomp")
     src = args.src if args.src is not None else sec.str("src")
     cfg = DecompTrainConfig.from_params(sec)

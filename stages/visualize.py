@@ -21,20 +21,14 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
-import dainet  # noqa: F401  (Jittor set-up before jittor)
-from dainet.cli import run
-from dainet.data.lists import read_list
-from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
-from dainet.inference.predictor import (PriorSpec, feature_maps, load_detector, make_detect_fn,
-                                        reflectance, select_device)
-from dainet.inference.visual import draw_detections, feature_grid, reflectance_picture, side_by_side
-from dainet.models.dainet import ENHANCED_NAMES, SOURCE_NAMES
+from dainet.cli import run   # dainet first: its runtime set-up precedes any Jittor import
 from dainet.params import ParamError, load_params
-from dainet.utils.fileio import write_image
 
-FEATURE_LAYERS = ("x_shallow",) + SOURCE_NAMES + ENHANCED_NAMES
+
+def feature_layers() -> tuple[str, ...]:
+    """The layer names ``visualize.feature_layers`` may hold (imports the network, so Jittor)."""
+    from dainet.models.dainet import ENHANCED_NAMES, SOURCE_NAMES
+    return ("x_shallow",) + SOURCE_NAMES + ENHANCED_NAMES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,15 +43,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params)   # checks the whole file before any work
+    # imported only now: Jittor loads (and on a fresh machine compiles) after the params passed
+    import numpy as np
+
+    from dainet.data.lists import read_list
+    from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
+    from dainet.inference.predictor import (PriorSpec, feature_maps, load_detector, make_detect_fn,
+                                            reflectance, select_device)
+    from dainet.inference.visual import draw_detections, feature_grid, reflectance_picture, side_by_side
+    from dainet.utils.fileio import write_image
+
     vis = params.section("visualize")
     n_images, score_thresh = vis.int("n_images"), vis.float("score_thresh")
     layers = vis.list("feature_layers", str)
     n_channels = vis.int("feature_channels", 16)
-    unknown = [name for name in layers if name not in FEATURE_LAYERS]
+    known = feature_layers()
+    unknown = [name for name in layers if name not in known]
     if unknown:
         raise ParamError(f"{args.params}: visualize.feature_layers: unknown {unknown}; "
-                         f"choose from {', '.join(FEATURE_LAYERS)}")
+                         f"choose from {', '.join(known)}")
     if n_images < 1:
         raise ParamError(f"{args.params}: visualize.n_images: expected >= 1, got {n_images}")
     cfg = dataclasses.replace(MultiScaleConfig.from_params(params.section("predict")), single_scale=True)
