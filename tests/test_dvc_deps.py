@@ -1,0 +1,189 @@
+"""dvc.yaml declares what each stage runs and reads, so DVC's cache never goes stale.
+
+* deps: every file of dainet/ that a stage's script imports, directly or not (its static
+  import closure, package ``__init__`` files included), is covered by a declared dep;
+* params: the declared keys exist in both profiles, and keys of one stage's concern do
+  not retrain another (a ``predict.*`` change must not rerun ``train``).
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "dainet"
+
+
+def stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def stage_script(stage: dict) -> str:
+    found = re.findall(r"\bstages/\w+\.py\b", stage["cmd"])
+    assert len(found) == 1, f"cmd names no single stage script: {stage['cmd']!r}"
+    return found[0]
+
+
+# ---------------------------------------------------------------- the static import closure
+
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    """``dainet.a.b`` -> dainet/a/b.py or dainet/a/b/__init__.py (None if neither exists)."""
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def files_run_by_import(module: str, root: Path = ROOT) -> list[Path]:
+    """The files ``import <module>`` executes: each package's ``__init__.py`` on the way, then it."""
+    parts, out = module.split("."), []
+    for i in range(1, len(parts) + 1):
+        f = module_file(".".join(parts[:i]), root)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def module_name(path: Path, root: Path = ROOT) -> tuple[str, bool]:
+    """(dotted module name, is a package) of a file under ``root``."""
+    rel = path.relative_to(root).with_suffix("")
+    if rel.name == "__init__":
+        return ".".join(rel.parent.parts), True
+    return ".".join(rel.parts), False
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module a file may import: ``import x``, ``from x import y`` (and ``x.y`` when y is a
+    module), relative imports, at any depth (inside functions and ``if`` blocks too)."""
+    tree = ast.parse(path.read_text(), str(path))
+    is_script = root / PACKAGE not in path.parents
+    name, is_pkg = ("", False) if is_script else module_name(path, root)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = name.split(".") if is_pkg else name.split(".")[:-1]
+                if node.level > 1:
+                    package = package[: len(package) - (node.level - 1)]
+                base = ".".join(package + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            found.add(base)
+            for alias in node.names:
+                if module_file(f"{base}.{alias.name}", root) is not None:   # from pkg import submodule
+                    found.add(f"{base}.{alias.name}")
+    return found
+
+
+def import_closure(script: Path, root: Path = ROOT) -> dict[Path, Path]:
+    """Files of the package the script runs, each mapped to a file that imports it."""
+    seen: dict[Path, Path] = {}
+    todo = [script]
+    while todo:
+        current = todo.pop()
+        for module in sorted(imported_modules(current, root)):
+            if module != PACKAGE and not module.startswith(PACKAGE + "."):
+                continue
+            for f in files_run_by_import(module, root):
+                if f not in seen:
+                    seen[f] = current
+                    todo.append(f)
+    return seen
+
+
+def covered(rel: str, deps: list[str]) -> bool:
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+# ---------------------------------------------------------------- the closure itself
+
+def test_closure_follows_every_import_form(tmp_path):
+    pkg = tmp_path / PACKAGE
+    for rel, text in {
+        "__init__.py": "from dainet import rt\n",
+        "rt.py": "",
+        "a/__init__.py": "from .b import f\n",
+        "a/b.py": "def f():\n    from ..c import g\n    import dainet.d.e\n",
+        "c.py": "if True:\n    from dainet.a import sub\n",
+        "a/sub.py": "", "d/__init__.py": "", "d/e.py": "", "unused.py": "",
+    }.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    script = tmp_path / "stage.py"
+    script.write_text("import os\nfrom dainet.a import b\n")
+    got = {p.relative_to(tmp_path).as_posix() for p in import_closure(script, tmp_path)}
+    assert got == {"dainet/__init__.py", "dainet/rt.py", "dainet/a/__init__.py", "dainet/a/b.py",
+                   "dainet/c.py", "dainet/a/sub.py", "dainet/d/__init__.py", "dainet/d/e.py"}
+
+
+# ---------------------------------------------------------------- dvc.yaml deps
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_stage_deps_cover_the_code_it_runs(name):
+    stage = stages()[name]
+    script = stage_script(stage)
+    deps = [d for d in stage.get("deps", []) if "${" not in d]
+    assert script in deps, f"stage {name}: its script {script} is not a dep"
+    missing = {f.relative_to(ROOT).as_posix(): by.relative_to(ROOT).as_posix()
+               for f, by in import_closure(ROOT / script).items()
+               if not covered(f.relative_to(ROOT).as_posix(), deps)}
+    assert not missing, f"stage {name}: not in its deps: " + ", ".join(
+        f"{f} (imported by {by})" for f, by in sorted(missing.items()))
+
+
+def test_every_declared_code_dep_exists():
+    for name, stage in stages().items():
+        for d in stage.get("deps", []):
+            if d.startswith(("stages/", PACKAGE + "/", PACKAGE)) and "${" not in d:
+                assert (ROOT / d).exists(), f"stage {name}: dep {d} does not exist"
+
+
+# ---------------------------------------------------------------- dvc.yaml params
+
+def params_of(name: str) -> list[str]:
+    out = []
+    for p in stages()[name].get("params", []):
+        out += [p] if isinstance(p, str) else [k for keys in p.values() for k in keys]
+    return out
+
+
+def lookup(tree: dict, dotted: str):
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return KeyError
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "params/wider.yaml"])
+def test_declared_params_exist_in_both_profiles(profile):
+    tree = yaml.safe_load((ROOT / profile).read_text())
+    for name in stages():
+        for key in params_of(name):
+            assert lookup(tree, key) is not KeyError, f"stage {name}: params key {key} is not in {profile}"
+
+
+def test_prediction_keys_do_not_retrain():
+    train = params_of("train")
+    assert not [k for k in train if k.split(".")[0] in ("predict", "evaluate", "visualize")], train
+    # Every `model` key shapes the trained network (train fingerprints the whole section to
+    # decide on resuming), so no `model` key is used by prediction alone. The converse:
+    # the decomposition network's keys must not rerun prediction or pictures.
+    for name in ("predict_wider", "predict_dark", "visualize"):
+        keys = params_of(name)
+        assert "model" not in keys and not [k for k in keys if k.startswith("model.decomp_")], (name, keys)
+        assert not [k for k in keys if k.split(".")[0] in ("train", "train_decomp", "augment", "darkisp")]
+    # the reliability limits of issue 12 rerun the stages that apply them
+    assert "data.max_bad_images" in params_of("prepare")
+    for name in ("predict_wider", "predict_dark"):
+        assert "predict.max_skipped_images" in params_of(name)
+    for name in ("evaluate_wider", "evaluate_dark"):
+        assert "evaluate.max_missing_predictions" in params_of(name)
