@@ -161,6 +161,77 @@ def test_missing_and_unreadable_images_name_the_list_line(tmp_path, cfg):
         ds[1]
 
 
+def test_truncated_jpeg_is_an_error_not_grey_pixels(tmp_path, cfg):
+    """cv2 decoded a cut JPEG with a warning and grey rows; the one reader refuses it."""
+    ok, buf = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8))
+    (tmp_path / "cut.jpg").write_bytes(buf.tobytes()[: len(buf) * 2 // 3])
+    write_list(tmp_path / "c.txt", [write_scene(tmp_path / "a.png", 40, 40, [[5, 5, 20, 20]]),
+                                    ListEntry(str(tmp_path / "cut.jpg"), np.float32([[1, 1, 9, 9]]),
+                                              np.ones(1, np.int64))])
+    with pytest.raises(UserError, match=r"c.txt:2: cannot read image .*cut.jpg \(image file is truncated"):
+        ValDataset(tmp_path / "c.txt", image_size=32, min_face=1.0)[1]
+
+
+def test_training_pixels_are_those_cv2_decoded(tmp_path, cfg):
+    """The one reader (Pillow) gives training the pixels cv2.imread gave it: JPEG 4:2:0
+    (cv2), progressive 4:2:2 and grayscale JPEG (Pillow), PNG."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    rgb = cv2.resize(rng.integers(0, 255, (6, 8, 3), np.uint8), (80, 60), interpolation=cv2.INTER_CUBIC)
+    rgb = np.clip(rgb + rng.normal(0, 20, rgb.shape), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "a.jpg"), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    Image.fromarray(rgb).save(tmp_path / "b.jpg", quality=90, subsampling=1, progressive=True)
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "c.jpg")
+    cv2.imwrite(str(tmp_path / "d.png"), rgb[..., ::-1])
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.png"]
+    write_list(tmp_path / "p.txt", [ListEntry(str(tmp_path / n), np.float32([[1, 1, 30, 30]]),
+                                              np.ones(1, np.int64)) for n in names])
+    ds = ValDataset(tmp_path / "p.txt", image_size=32, min_face=1.0)
+    for i, name in enumerate(names):
+        expected = cv2.cvtColor(cv2.imread(str(tmp_path / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(ds.load_image(i), expected, err_msg=name)
+
+
+WORKER_SCRIPT = """
+import sys
+from dataclasses import replace
+from dainet import cli
+
+def main(argv):
+    params, list_file, victim = argv
+    from dainet.data.augment import AugmentConfig
+    from dainet.data.dataset import WiderFaceDataset
+    from dainet.params import load_params
+    cfg = replace(AugmentConfig.from_params(load_params(params).section("augment")), image_size=64)
+    ds = WiderFaceDataset(list_file, cfg, seed=0, batch_size=2, shuffle=False, num_workers=2)
+    open(victim, "w").write("no longer an image")   # after the list was checked
+    n = 0
+    for _ in ds:
+        n += 1
+        print("batch", n, flush=True)
+    return 0
+
+cli.run(main, sys.argv[1:])
+"""
+
+
+def test_unreadable_image_in_a_worker_is_one_line_user_error(list_file, tmp_path):
+    """num_workers 2: the worker's error ends the run as a one-line UserError (exit 2), not a
+    worker traceback and an interrupted main process."""
+    script = tmp_path / "workers.py"
+    script.write_text(WORKER_SCRIPT)
+    victim = list_file.parent / "img2.png"   # line 3: the second batch (no shuffle, batch 2)
+    run = subprocess.run([sys.executable, str(script), str(ROOT / "params.yaml"), str(list_file), str(victim)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert "batch 1" in run.stdout                      # the first batch came through the workers
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"train.txt:3: cannot read image {victim}" in last, last
+    assert "not an image file" in last
+
+
 def test_val_dataset_resizes_deterministically(tmp_path):
     entries = [write_scene(tmp_path / "v0.png", 100, 200, [[20, 10, 40, 50], [150, 60, 4, 4]]),
                write_scene(tmp_path / "v1.png", 64, 64, [[0, 0, 10, 10]])]

@@ -17,13 +17,20 @@ every rank computes the same global order and takes its slice of each global bat
 ``batch_size`` here is the batch *per process*; under MPI the Jittor-level batch is
 ``batch_size * world_size`` so each rank still receives ``batch_size`` samples.
 
+Images are read by :func:`dainet.inference.images.read_image`, the project's one reader
+(the ``prepare`` stage has already decoded every listed image with its policy).
+
 Workers (``num_workers > 0``) are processes forked at the first iteration; they keep
 the dataset state of that moment, so :meth:`WiderFaceDataset.set_epoch` restarts them.
-An unreadable image inside a worker ends the run with the worker's traceback (Jittor
-interrupts the main process); with ``num_workers = 0`` it is a clean ``UserError``.
+A :class:`UserError` inside a worker (an image that became unreadable after
+``prepare``, no face left after augmentation) would end the run with the worker's
+traceback (Jittor prints it and interrupts the main process); instead the worker sends
+the message as its batch and iterating raises it as a ``UserError`` in the main
+process, as with ``num_workers = 0``.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -35,8 +42,13 @@ from jittor.dataset import Dataset
 from dainet.data.augment import Augmenter, AugmentConfig, drop_small, resize_square
 from dainet.data.lists import ListEntry, read_list
 from dainet.errors import UserError
+from dainet.inference.images import ImageReadError, read_image
 
 PAD_LABEL = -1
+
+
+class _WorkerError(str):
+    """A UserError's message produced in a worker process, sent in place of a sample / batch."""
 
 
 def collate_detection(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +124,7 @@ class _ListImages(Dataset):
             raise UserError(f"{self.list_file}:{ln}: image not found: {p}"
                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         self.set_attrs(total_len=len(self.images))
+        self._owner_pid = os.getpid()   # workers are other processes (see __getitem__)
 
     @property
     def num_images(self) -> int:
@@ -128,13 +141,33 @@ class _ListImages(Dataset):
 
     def load_image(self, index: int) -> np.ndarray:
         """uint8 [H, W, 3] RGB of entry ``index``."""
-        bgr = cv2.imread(self.images[index], cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise UserError(f"{self.list_file}:{self.lines[index]}: cannot read image {self.images[index]}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            return read_image(self.images[index])
+        except ImageReadError as exc:
+            raise UserError(f"{self.list_file}:{self.lines[index]}: cannot read image {exc.path} "
+                            f"({exc.reason})") from None
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image uint8 [S, S, 3], boxes [n, 4] normalised xyxy)`` of entry ``index``."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        if os.getpid() == self._owner_pid:
+            return self.sample(int(index))
+        try:   # in a worker: a UserError travels to the main process as the batch
+            return self.sample(int(index))
+        except UserError as exc:
+            return _WorkerError(str(exc))
 
     def collate_batch(self, batch):
-        return collate_detection(batch)
+        failed = [s for s in batch if isinstance(s, _WorkerError)]
+        return str(failed[0]) if failed else collate_detection(batch)
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, str):   # a worker's UserError (see collate_batch)
+                raise UserError(batch)
+            yield batch
 
 
 class WiderFaceDataset(_ListImages):
@@ -166,8 +199,7 @@ class WiderFaceDataset(_ListImages):
     def sample_rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, index])
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        index = int(index)
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = self.sample_rng(index)
         first = index
         for _ in range(self.max_redraws + 1):
@@ -192,8 +224,7 @@ class ValDataset(_ListImages):
                          keep_faceless=True)
         self.min_face = min_face
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        index = int(index)
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image, boxes = resize_square(self.load_image(index), self.boxes_xyxy[index], self.image_size,
                                      cv2.INTER_LINEAR)
         boxes = drop_small(boxes, self.min_face)
