@@ -5,15 +5,16 @@
 
 Roots default to params ``data.wider_root`` / ``data.darkface_root``; a non-empty
 ``data.train_list`` (or ``--train-list``) is a ready-made list used as train.txt.
+Every listed image is decoded once; files that are missing or cannot be decoded are
+left out, written to ``missing_images.txt`` / ``bad_images.txt`` and counted, and the
+stage fails when there are more than ``data.max_missing_images`` / ``data.max_bad_images``.
 """
 from __future__ import annotations
 
 import argparse
 
 from dainet import cli
-from dainet.data.prepare import metrics, prepare_lists
 from dainet.params import load_params
-from dainet.utils.fileio import write_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,18 +28,29 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     p = load_params(args.params).section("data")
+    max_missing, max_bad = p.int("max_missing_images"), p.int("max_bad_images")
+    # after the params: a bad key fails before numpy, Pillow and the data modules load
+    from tqdm import tqdm
+
+    from dainet.data.prepare import metrics, prepare_lists
+    from dainet.utils.fileio import write_json
+
+    def progress(it, split, total):
+        return tqdm(it, total=total, desc=f"prepare: check {split} images", unit="img", dynamic_ncols=True)
+
     splits = prepare_lists(
         wider_root=args.wider_root or p.str("wider_root"),
         darkface_root=args.darkface_root or p.str("darkface_root"),
         out=args.out,
         train_list=args.train_list or p.str("train_list"),
-        max_missing_images=p.int("max_missing_images"))
+        max_missing_images=max_missing, max_bad_images=max_bad, progress=progress)
     m = metrics(splits)
     write_json(args.metrics, m)
     print("prepare: " + ", ".join(f"{n}.txt {s.stats.images} images / {s.stats.faces} faces"
                                   for n, s in splits.items())
           + f"; dropped {m['dropped_degenerate_boxes']} degenerate boxes, "
-            f"{m['dropped_empty_images']} empty images; {m['missing_images']} missing")
+            f"{m['dropped_empty_images']} empty images; {m['missing_images']} missing, "
+            f"{m['bad_images']} undecodable images")
     return 0
 
 

@@ -3,6 +3,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -31,6 +32,17 @@ TRAIN_GT = """\
 4 3 2 1 0 0 0 0 0 0 
 """
 
+VAL_GT = "1--Riot/v.jpg\n1\n3 3 8 9 0 0 0 0 0 0\n"
+
+
+def image_bytes(ext: str, hw=(12, 16)) -> bytes:
+    """A small real image file's bytes (``.jpg`` or ``.png``)."""
+    pixels = np.random.default_rng(0).integers(0, 255, hw + (3,), np.uint8)
+    return cv2.imencode(ext, pixels)[1].tobytes()
+
+
+JPG, PNG = image_bytes(".jpg"), image_bytes(".png")
+
 
 def make_wider(root: Path, text: str = TRAIN_GT, split: str = "train", images=None) -> Path:
     """A WIDER release tree holding ``text`` as the split's annotations, with a file
@@ -41,7 +53,7 @@ def make_wider(root: Path, text: str = TRAIN_GT, split: str = "train", images=No
     names = images if images is not None else [r.name for r in wider.parse_wider_annotations(text)]
     for name in names:
         (image_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (image_dir / name).write_bytes(b"jpg")
+        (image_dir / name).write_bytes(JPG)
     return root
 
 
@@ -51,7 +63,7 @@ def make_darkface(root: Path, labels: dict[str, str], images=None) -> Path:
     for stem, text in labels.items():
         (root / "label" / f"{stem}.txt").write_text(text)
     for stem in labels if images is None else images:
-        (root / "image" / f"{stem}.png").write_bytes(b"png")
+        (root / "image" / f"{stem}.png").write_bytes(PNG)
     return root
 
 
@@ -61,11 +73,12 @@ def test_degenerate_boxes_and_empty_images_are_dropped(tmp_path):
     np.testing.assert_array_equal(split.entries[0].boxes_xywh, [[10, 10, 20, 20]])
     assert split.entries[0].image == str(tmp_path / "w" / "WIDER_train" / "images" / "0--Parade" / "a.jpg")
     assert vars(split.stats) == dict(images=2, faces=3, zero_face_images=1, dropped_degenerate_boxes=3,
-                                     dropped_empty_images=2, missing_images=0)
+                                     dropped_empty_images=2, missing_images=0, bad_images=0)
 
 
 def test_missing_images_are_reported_and_limited(tmp_path):
     root = make_wider(tmp_path / "w", images=["0--Parade/a.jpg"])    # d.jpg missing
+    make_wider(root, VAL_GT, "val")
     out = tmp_path / "lists"
     with pytest.raises(UserError, match=r"1 image file missing .*at most 0 allowed"):
         prepare.prepare_lists(root, None, out, max_missing_images=0)
@@ -86,7 +99,7 @@ def test_duplicate_wider_image_names_both_lines(tmp_path):
 
 def test_lists_metrics_and_splits(tmp_path):
     root = make_wider(tmp_path / "w")
-    make_wider(root, "1--Riot/v.jpg\n1\n3 3 8 9 0 0 0 0 0 0\n", "val")
+    make_wider(root, VAL_GT, "val")
     dark = make_darkface(tmp_path / "d", {"1": "1\n10 20 30 60\n", "2": "0\n", "10": "2\n0 0 5 5\n1 1 1 9\n"})
     out = tmp_path / "lists"
     m = prepare.metrics(prepare.prepare_lists(root, dark, out))
@@ -108,8 +121,66 @@ def test_relative_root_gives_relative_paths(tmp_path, monkeypatch):
 
 
 def test_no_annotations_is_user_error(tmp_path):
-    with pytest.raises(UserError, match="no WIDER FACE annotation file"):
+    with pytest.raises(UserError, match="wider_face_train_bbx_gt.txt: WIDER FACE annotation file not found"):
         prepare.prepare_lists(tmp_path, None, tmp_path / "out")
+
+
+def test_missing_train_annotations_fail_naming_the_file(tmp_path):
+    """Only the val annotations: prepare used to succeed without train.txt (train failed next)."""
+    root = make_wider(tmp_path / "w", VAL_GT, "val")
+    out = tmp_path / "lists"
+    expected = prepare.wider_paths(root, "train")[0]
+    with pytest.raises(UserError) as err:
+        prepare.prepare_lists(root, None, out)
+    assert str(err.value).startswith(f"{expected}: WIDER FACE annotation file not found; train.txt is made")
+    assert "data.train_list" in str(err.value) and not out.exists()
+    # a ready-made train list stands in for it
+    (tmp_path / "x.jpg").write_bytes(JPG)
+    (tmp_path / "hla.txt").write_text(f"{tmp_path / 'x.jpg'} 1 1 2 3 4 1\n")
+    assert sorted(prepare.prepare_lists(root, None, out, train_list=tmp_path / "hla.txt")) == ["train", "val"]
+    # the val annotations are as necessary (train and predict read val.txt)
+    prepare.wider_paths(root, "val")[0].unlink()
+    with pytest.raises(UserError, match=r"wider_face_val_bbx_gt.txt: WIDER FACE annotation file not found; "
+                                        r"val.txt is made from it$"):
+        prepare.prepare_lists(root, None, out, train_list=tmp_path / "hla.txt")
+
+
+def test_undecodable_images_are_reported_and_limited(tmp_path):
+    """Zero bytes, text named .jpg, truncated JPEG / PNG: found but not decodable. prepare
+    used to list them (training then read grey pixels or died hours later)."""
+    text = "".join(f"0--P/{n}\n1\n1 1 5 5 0 0 0 0 0 0\n" for n in ("a.jpg", "zero.jpg", "text.jpg", "cut.jpg"))
+    root = make_wider(tmp_path / "w", text)
+    image_dir = prepare.wider_paths(root, "train")[1] / "0--P"
+    (image_dir / "zero.jpg").write_bytes(b"")
+    (image_dir / "text.jpg").write_text("<html>404 not found</html>\n")
+    big = image_bytes(".jpg", (64, 64))
+    (image_dir / "cut.jpg").write_bytes(big[: len(big) // 2])
+    make_wider(root, "1--R/v.jpg\n1\n3 3 8 9 0 0 0 0 0 0\n", "val")
+    dark = make_darkface(tmp_path / "d", {"1": "1\n1 1 9 9\n", "2": "1\n1 1 9 9\n"})
+    png = image_bytes(".png", (64, 64))
+    (dark / "image" / "2.png").write_bytes(png[: len(png) - 12])      # no IEND: cut short
+    out = tmp_path / "lists"
+
+    with pytest.raises(UserError) as err:
+        prepare.prepare_lists(root, dark, out, max_bad_images=3)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("4 image files cannot be decoded (3 in ")
+    assert f", 1 in {dark}), the first: {image_dir / 'zero.jpg'}: cannot read image (empty file (0 bytes))" in msg
+    assert msg.endswith(f"at most 3 allowed (data.max_bad_images); see {out / 'bad_images.txt'}")
+    assert not (out / "train.txt").exists()
+    rows = [line.split("\t") for line in (out / "bad_images.txt").read_text().splitlines()]
+    assert [Path(p).name for p, _ in rows] == ["zero.jpg", "text.jpg", "cut.jpg", "2.png"]
+    assert "not an image" in rows[1][1] and "truncated" in rows[2][1] and "truncated PNG" in rows[3][1]
+
+    seen = []
+    splits = prepare.prepare_lists(root, dark, out, max_bad_images=4,
+                                   progress=lambda it, split, total: seen.append((split, total)) or it)
+    assert seen == [("train", 4), ("val", 1), ("dark", 2)]
+    assert [Path(e.image).name for e in read_list(out / "train.txt")] == ["a.jpg"]
+    assert [Path(e.image).name for e in read_list(out / "dark.txt")] == ["1.png"]
+    m = prepare.metrics(splits)
+    assert (m["bad_images"], m["train_bad_images"], m["val_bad_images"], m["dark_bad_images"]) == (4, 3, 0, 1)
+    assert (m["train_images"], m["missing_images"]) == (1, 0)
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -141,11 +212,12 @@ def test_darkface_missing_image_counted(tmp_path):
 
 def test_train_list_override(tmp_path):
     root = make_wider(tmp_path / "w")
+    make_wider(root, VAL_GT, "val")
     img = tmp_path / "x.jpg"
-    img.write_bytes(b"jpg")
+    img.write_bytes(JPG)
     lst = tmp_path / "hla.txt"
     lst.write_text(f"{img} 2 1 2 3 4 1 5 5 0 3 1\r\n\r\n{img.with_name('y.jpg')} 0\r\n")
-    (tmp_path / "y.jpg").write_bytes(b"jpg")
+    (tmp_path / "y.jpg").write_bytes(JPG)
     out = tmp_path / "lists"
     splits = prepare.prepare_lists(root, None, out, train_list=lst)
     entries = read_list(out / "train.txt")
@@ -168,21 +240,34 @@ def _stage(name):
     return mod
 
 
-def test_stage_cli(tmp_path):
+def test_stage_cli(tmp_path, capsys):
     root = make_wider(tmp_path / "w")
+    make_wider(root, VAL_GT, "val")
     dark = make_darkface(tmp_path / "d", {"1": "1\n10 20 30 60\n"})
     params = tmp_path / "params.yaml"
     params.write_text(f"data:\n  wider_root: {root}\n  darkface_root: {dark}\n  train_list: ''\n"
-                      f"  max_missing_images: 0\n")
+                      f"  max_missing_images: 0\n  max_bad_images: 0\n")
     stage = _stage("prepare")
     args = ["--out", str(tmp_path / "l"), "--metrics", str(tmp_path / "m.json"), "--params", str(params)]
     assert stage.main(args) == 0
     m = json.loads((tmp_path / "m.json").read_text())
-    assert (m["train_images"], m["dark_images"], m["images"]) == (2, 1, 3)
-    assert sorted(p.name for p in (tmp_path / "l").iterdir()) == ["dark.txt", "missing_images.txt", "train.txt"]
+    assert (m["train_images"], m["val_images"], m["dark_images"], m["images"]) == (2, 1, 1, 4)
+    assert sorted(p.name for p in (tmp_path / "l").iterdir()) == \
+        ["bad_images.txt", "dark.txt", "missing_images.txt", "train.txt", "val.txt"]
+    assert (m["bad_images"], m["train_bad_images"]) == (0, 0)
 
-    (root / "WIDER_train" / "images" / "0--Parade" / "a.jpg").unlink()
     from dainet import cli
+    bad = root / "WIDER_train" / "images" / "0--Parade" / "a.jpg"
+    bad.write_bytes(JPG[:-40])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        cli.run(stage.main, args)
+    assert exc.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and "prepare: check" not in ln]
+    assert len(err) == 1 and err[0].startswith("error: 1 image file cannot be decoded")
+    assert f"the first: {bad}: cannot read image (image file is truncated" in err[0]
+
+    bad.unlink()
     with pytest.raises(SystemExit) as exc:
         cli.run(stage.main, args)
     assert exc.value.code == 2
@@ -198,4 +283,4 @@ def test_real_wider_val_counts(tmp_path):
     assert len(ann.read_text().splitlines()) == 3226 * 2 + 39704 + 4
     split = prepare.prepare_wider_split(tmp_path, "val", check_images=False)
     assert vars(split.stats) == dict(images=3222, faces=39697, zero_face_images=4, dropped_degenerate_boxes=7,
-                                     dropped_empty_images=4, missing_images=0)
+                                     dropped_empty_images=4, missing_images=0, bad_images=0)

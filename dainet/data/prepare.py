@@ -1,21 +1,28 @@
 """Stage ``prepare``: WIDER FACE annotations and DARK FACE labels -> list files (spec §11).
 
-Writes ``<out>/train.txt`` and ``<out>/val.txt`` (for the WIDER splits whose
-annotation file exists, or a ready-made train list), ``<out>/dark.txt``, and
-``<out>/missing_images.txt`` (one path a line, empty when none is missing).
-Boxes with w <= 0 or h <= 0 are dropped, then images left without a box; list
-image paths are the image files as found under the given roots.
+Writes ``<out>/train.txt`` and ``<out>/val.txt`` (train.txt from a ready-made list
+when one is given; both WIDER annotation files must exist otherwise), ``<out>/dark.txt``,
+``<out>/missing_images.txt`` (one path a line) and ``<out>/bad_images.txt`` (``path<TAB>reason``
+a line: files that exist but cannot be decoded), both empty when nothing is wrong.
+Boxes with w <= 0 or h <= 0 are dropped, then images left without a box; list image
+paths are the image files as found under the given roots. Every listed image is
+decoded once here (:func:`dainet.inference.images.check_image`, the policy of the
+reader training and prediction use), so a list never holds an image they cannot read.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
 from dainet.data import darkface, wider
 from dainet.data.lists import ListEntry, parse_line, write_list
 from dainet.errors import UserError
+from dainet.inference.images import ImageReadError, check_image
 from dainet.utils.fileio import write_text
 
 WIDER_SPLITS = ("train", "val")
@@ -30,6 +37,7 @@ class SplitStats:
     dropped_degenerate_boxes: int = 0  # w <= 0 or h <= 0
     dropped_empty_images: int = 0      # no box left (zero-face images included)
     missing_images: int = 0            # image file not found (not listed)
+    bad_images: int = 0                # image file found but not decodable (not listed)
 
     def as_metrics(self, prefix: str = "") -> dict[str, int]:
         return {prefix + k: v for k, v in vars(self).items()}
@@ -42,6 +50,7 @@ class Split:
     entries: list[ListEntry]
     stats: SplitStats
     missing: list[str] = field(default_factory=list)
+    bad: list[ImageReadError] = field(default_factory=list)
 
 
 def wider_paths(wider_root: str | Path, split: str) -> tuple[Path, Path]:
@@ -91,6 +100,37 @@ def drop_missing(entries: list[ListEntry], stats: SplitStats) -> tuple[list[List
     return kept, missing
 
 
+def image_problems(paths: list[str], progress: Callable[[Iterable], Iterable] = iter,
+                   workers: int | None = None) -> list[ImageReadError | None]:
+    """Decode-check every image (:func:`check_image`); per path the error, or None.
+
+    ``workers`` threads (default: the CPU count, at most 8; the decoders release the
+    GIL). ``progress`` wraps the iterable of results (e.g. ``tqdm``)."""
+    def one(path: str) -> ImageReadError | None:
+        try:
+            check_image(path)
+        except ImageReadError as exc:
+            return exc
+        return None
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers == 1:
+        return list(progress(map(one, paths)))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(progress(pool.map(one, paths)))
+
+
+def drop_bad(entries: list[ListEntry], stats: SplitStats, progress: Callable[[Iterable], Iterable] = iter
+             ) -> tuple[list[ListEntry], list[ImageReadError]]:
+    """Remove entries whose image cannot be decoded; updates ``stats``."""
+    problems = image_problems([e.image for e in entries], progress)
+    bad = [p for p in problems if p is not None]
+    kept = [e for e, p in zip(entries, problems) if p is None]
+    stats.bad_images = len(bad)
+    stats.images, stats.faces = len(kept), sum(len(e.boxes_xywh) for e in kept)
+    return kept, bad
+
+
 def read_numbered_list(path: str | Path) -> list[tuple[int, ListEntry]]:
     """A ready-made list file as (1-based line, entry); an image listed twice is an
     error naming both lines."""
@@ -110,58 +150,89 @@ def read_numbered_list(path: str | Path) -> list[tuple[int, ListEntry]]:
     return rows
 
 
-def _finish(name: str, source: Path, entries: list[ListEntry], check_images: bool) -> Split:
+Progress = Callable[[Iterable, str, int], Iterable]   # (iterable, split name, total) -> iterable
+
+
+def _no_progress(it: Iterable, name: str, total: int) -> Iterable:
+    return it
+
+
+def _finish(name: str, source: Path, entries: list[ListEntry], check_images: bool,
+            progress: Progress = _no_progress) -> Split:
     kept, stats = drop_degenerate(entries)
     missing: list[str] = []
+    bad: list[ImageReadError] = []
     if check_images:
         kept, missing = drop_missing(kept, stats)
-    return Split(name, source, kept, stats, missing)
+        n = len(kept)
+        kept, bad = drop_bad(kept, stats, lambda it: progress(it, name, n))
+    return Split(name, source, kept, stats, missing, bad)
 
 
-def prepare_wider_split(wider_root: str | Path, split: str, check_images: bool = True) -> Split | None:
+def prepare_wider_split(wider_root: str | Path, split: str, check_images: bool = True,
+                        progress: Progress = _no_progress) -> Split | None:
     """Parse one WIDER split; ``None`` when its annotation file does not exist."""
     ann, image_dir = wider_paths(wider_root, split)
     if not ann.is_file():
         return None
-    return _finish(split, ann, wider_entries(wider.read_wider_annotations(ann), image_dir), check_images)
+    return _finish(split, ann, wider_entries(wider.read_wider_annotations(ann), image_dir), check_images,
+                   progress)
 
 
-def prepare_train_list(list_file: str | Path, check_images: bool = True) -> Split:
+def prepare_train_list(list_file: str | Path, check_images: bool = True,
+                       progress: Progress = _no_progress) -> Split:
     """A ready-made (HLA-Face / DSFD style) list, validated and cleaned like a parsed one."""
-    return _finish("train", Path(list_file), [e for _, e in read_numbered_list(list_file)], check_images)
+    return _finish("train", Path(list_file), [e for _, e in read_numbered_list(list_file)], check_images,
+                   progress)
 
 
-def prepare_darkface(darkface_root: str | Path, check_images: bool = True) -> Split:
+def prepare_darkface(darkface_root: str | Path, check_images: bool = True,
+                     progress: Progress = _no_progress) -> Split:
     root = Path(darkface_root)
-    return _finish("dark", root, darkface_entries(darkface.read_darkface(root)), check_images)
+    return _finish("dark", root, darkface_entries(darkface.read_darkface(root)), check_images, progress)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def prepare_lists(wider_root: str | Path, darkface_root: str | Path | None, out: str | Path,
-                  train_list: str | Path | None = None, max_missing_images: int = 0) -> dict[str, Split]:
-    """Build every list, write ``<out>/missing_images.txt``, fail when more images are
-    missing than allowed, then write ``<out>/<split>.txt``. Returns the splits."""
+                  train_list: str | Path | None = None, max_missing_images: int = 0,
+                  max_bad_images: int = 0, progress: Progress = _no_progress) -> dict[str, Split]:
+    """Build every list, write ``<out>/missing_images.txt`` and ``<out>/bad_images.txt``,
+    fail when more images are missing or undecodable than allowed, then write
+    ``<out>/<split>.txt``. ``progress(iterable, split, total)`` wraps each split's image
+    check. Returns the splits."""
     out = Path(out)
+    parsed = [split for split in WIDER_SPLITS if not (split == "train" and train_list)]
+    for split in parsed:   # before any work: the later stages need every list
+        ann = wider_paths(wider_root, split)[0]
+        if not ann.is_file():
+            alternative = " (or set data.train_list to a ready-made list)" if split == "train" else ""
+            raise UserError(f"{ann}: WIDER FACE annotation file not found; {split}.txt is made from it"
+                            + alternative)
     splits: dict[str, Split] = {}
     if train_list:
-        splits["train"] = prepare_train_list(train_list)
-    for split in WIDER_SPLITS:
-        if split not in splits:
-            s = prepare_wider_split(wider_root, split)
-            if s is not None:
-                splits[split] = s
-    if not splits:
-        raise UserError(f"{wider_root}: no WIDER FACE annotation file found (expected "
-                        f"{wider_paths(wider_root, 'train')[0]} or {wider_paths(wider_root, 'val')[0]})")
+        splits["train"] = prepare_train_list(train_list, progress=progress)
+    for split in parsed:
+        splits[split] = prepare_wider_split(wider_root, split, progress=progress)
     if darkface_root:
-        splits["dark"] = prepare_darkface(darkface_root)
+        splits["dark"] = prepare_darkface(darkface_root, progress=progress)
 
     missing = [m for s in splits.values() for m in s.missing]
+    bad = [b for s in splits.values() for b in s.bad]
     write_text(out / "missing_images.txt", "".join(f"{m}\n" for m in missing))
+    write_text(out / "bad_images.txt", "".join(f"{b.path}\t{b.reason}\n" for b in bad))
     if len(missing) > max_missing_images:
         where = ", ".join(f"{s.stats.missing_images} in {s.source}" for s in splits.values() if s.missing)
-        raise UserError(f"{len(missing)} image file{'s' * (len(missing) != 1)} missing ({where}); at most "
+        raise UserError(f"{_plural(len(missing), 'image file')} missing ({where}); at most "
                         f"{max_missing_images} allowed (data.max_missing_images); "
                         f"see {out / 'missing_images.txt'}")
+    if len(bad) > max_bad_images:
+        where = ", ".join(f"{s.stats.bad_images} in {s.source}" for s in splits.values() if s.bad)
+        raise UserError(f"{_plural(len(bad), 'image file')} cannot be decoded ({where}), the first: {bad[0]}; "
+                        f"at most {max_bad_images} allowed (data.max_bad_images); "
+                        f"see {out / 'bad_images.txt'}")
     for s in splits.values():
         if not s.entries:
             raise UserError(f"{s.source}: no image with a valid face is left for {s.name}.txt")
