@@ -5,10 +5,13 @@
     python stages/evaluate.py darkface --pred DIR --labels DIR --out metrics/darkface.json \
         [--curves-dir plots] [--params params.yaml]
 
-Writes {"easy", "medium", "hard"} (WIDER) or {"ap"} (DARK FACE) as fractions, and with
+Writes {"easy", "medium", "hard"} (WIDER) or {"ap"} (DARK FACE) as fractions, then
+"missing_predictions" (evaluated images without a prediction file), and with
 --curves-dir the PR curves pr_wider_<setting>.csv / pr_darkface.csv
-(threshold,precision,recall). Params: evaluate.iou_thresh, evaluate.thresholds and,
-optional, evaluate.darkface_xyxy_as_xywh (default false: see dainet.evaluation.darkface).
+(threshold,precision,recall). Params: evaluate.iou_thresh, evaluate.thresholds,
+evaluate.max_missing_predictions (more images without a prediction file fail the
+stage: the scheme would score them as images without detections) and, optional,
+evaluate.darkface_xyxy_as_xywh (default false: see dainet.evaluation.darkface).
 """
 from __future__ import annotations
 
@@ -17,11 +20,7 @@ from pathlib import Path
 
 from dainet.cli import run
 from dainet.errors import UserError
-from dainet.evaluation import (evaluate_darkface, evaluate_wider, read_darkface_labels,
-                               read_darkface_predictions, read_wider_predictions,
-                               write_curve_csv)
 from dainet.params import load_params
-from dainet.utils.fileio import write_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,30 +38,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_missing(missing: list, n_images: int, max_missing: int, describe) -> None:
+    """UserError when more than ``max_missing`` of the ``n_images`` evaluated images have
+    no prediction file; ``describe(key)`` is that file's path."""
+    if len(missing) > max_missing:
+        raise UserError(f"{len(missing)} of {n_images} evaluated images have no prediction file, the first: "
+                        f"{describe(missing[0])}; scored as images without detections they would lower "
+                        f"the AP silently; at most {max_missing} allowed (evaluate.max_missing_predictions); "
+                        f"predict every image of the set, those without faces included")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     p = load_params(args.params).section("evaluate")
     iou_thresh = p.float("iou_thresh")
     n_thresholds = p.int("thresholds")
+    max_missing = p.int("max_missing_predictions")
+    xyxy_as_xywh = p.bool("darkface_xyxy_as_xywh", False)
     if not 0.0 < iou_thresh <= 1.0:
         raise UserError(f"{args.params}: evaluate.iou_thresh: expected a value in (0, 1], got {iou_thresh}")
+    # after the params: a bad key fails before numpy / scipy load
+    from dainet.evaluation import (evaluate_darkface, evaluate_wider, load_wider_ground_truth,
+                                   missing_predictions, read_darkface_labels, read_darkface_predictions,
+                                   read_wider_predictions, write_curve_csv)
+    from dainet.utils.fileio import write_json
 
+    pred_dir = Path(args.pred)
     if args.benchmark == "wider":
-        results = evaluate_wider(read_wider_predictions(args.pred), args.gt, iou_thresh, n_thresholds)
+        gt = load_wider_ground_truth(args.gt)
+        predictions = read_wider_predictions(pred_dir)
+        missing = missing_predictions(predictions, gt.images)
+        check_missing(missing, len(gt.images), max_missing, lambda k: pred_dir / k[0] / f"{k[1]}.txt")
+        results = evaluate_wider(predictions, gt, iou_thresh, n_thresholds)
         curves = {f"pr_wider_{setting}": r.curve for setting, r in results.items()}
         metrics = {setting: r.ap for setting, r in results.items()}
     else:
-        result = evaluate_darkface(read_darkface_predictions(args.pred), read_darkface_labels(args.labels),
-                                   iou_thresh, n_thresholds,
-                                   xyxy_as_xywh=p.bool("darkface_xyxy_as_xywh", False))
+        labels = read_darkface_labels(args.labels)
+        predictions = read_darkface_predictions(pred_dir)
+        missing = missing_predictions(predictions, sorted(labels))
+        check_missing(missing, len(labels), max_missing, lambda stem: pred_dir / f"{stem}.txt")
+        result = evaluate_darkface(predictions, labels, iou_thresh, n_thresholds, xyxy_as_xywh=xyxy_as_xywh)
         curves = {"pr_darkface": result.curve}
         metrics = {"ap": result.ap}
+    metrics["missing_predictions"] = len(missing)
 
     write_json(args.out, metrics)
     if args.curves_dir:
         for name, curve in curves.items():
             write_curve_csv(Path(args.curves_dir) / f"{name}.csv", curve)
-    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "missing_predictions")
+          + f" ({len(missing)} images without a prediction file)")
     return 0
 
 

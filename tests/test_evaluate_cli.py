@@ -27,7 +27,7 @@ def load_stage():
 @pytest.fixture()
 def params(tmp_path) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n")
+    path.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n")
     return path
 
 
@@ -53,8 +53,8 @@ def test_wider_round_trip(tmp_path, params):
     metrics = json.loads(out.read_text())
     direct = evaluate_wider({k: np.array([[float(v) for v in ln.split()] for ln in lines]).reshape(-1, 5)
                              for k, lines in files.items()}, load_wider_ground_truth(tmp_path / "gt"))
-    assert list(metrics) == ["easy", "medium", "hard"]
-    assert metrics == pytest.approx({s: r.ap for s, r in direct.items()})
+    assert list(metrics) == ["easy", "medium", "hard", "missing_predictions"]
+    assert metrics == pytest.approx({**{s: r.ap for s, r in direct.items()}, "missing_predictions": 0})
     assert 0.0 < metrics["easy"] < 1.0
     for setting in ("easy", "medium", "hard"):
         rows = read_csv(curves / f"pr_wider_{setting}.csv")
@@ -78,14 +78,15 @@ def test_darkface_round_trip(tmp_path, params):
                               "--params", str(params)]) == 0
 
     # normalised 1 / 0.6 / 0: recall 1/3 at precision 1, 2/3 at precision 2/3
-    assert json.loads(out.read_text()) == pytest.approx({"ap": 1 / 3 + 1 / 3 * 2 / 3})
+    assert json.loads(out.read_text()) == pytest.approx({"ap": 1 / 3 + 1 / 3 * 2 / 3, "missing_predictions": 0})
     rows = read_csv(curves / "pr_darkface.csv")
     assert len(rows) == 1000
     assert float(rows[-1]["precision"]) == pytest.approx(2 / 3)
     assert float(rows[-1]["recall"]) == pytest.approx(2 / 3)
 
     # the optional params key switches to the official tool's box arithmetic
-    params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  darkface_xyxy_as_xywh: true\n")
+    params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
+                      "  darkface_xyxy_as_xywh: true\n")
     load_stage().main(["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
                        "--out", str(out), "--params", str(params)])
     expected = evaluate_darkface({"1": np.array([[10, 10, 40, 40, 0.9], [300, 300, 320, 320, 0.7]]),
@@ -112,3 +113,63 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path, params, capsys):
     with pytest.raises(SystemExit):
         run(load_stage().main, argv)
     assert "missing key 'evaluate.thresholds'" in capsys.readouterr().err
+
+
+def _limit(params: Path, n: int) -> Path:
+    params.write_text(f"evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: {n}\n")
+    return params
+
+
+def _run_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        run(load_stage().main, argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    return err[0]
+
+
+def test_missing_wider_prediction_files_are_counted_and_limited(tmp_path, params, capsys):
+    """A lost prediction file used to score silently as an image without detections."""
+    write_wider_gt(tmp_path / "gt", TINY_EVENTS, TINY_KEEPS)
+    pred = tmp_path / "pred"
+    files = {("0--Parade", "0_a"): ["10 10 20 20 0.9", "60 10 20 20 0.8"],
+             ("1--Handshaking", "1_a"): ["0 0 8 8 0.1"]}          # 0--Parade/0_b.txt is missing
+    for (event, name), lines in files.items():
+        (pred / event).mkdir(parents=True, exist_ok=True)
+        (pred / event / f"{name}.txt").write_text("\n".join([name, str(len(lines))] + lines) + "\n")
+    out = tmp_path / "wider.json"
+    argv = ["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out), "--params", str(params)]
+
+    msg = _run_error(argv, capsys)
+    assert msg == (f"error: 1 of 3 evaluated images have no prediction file, the first: "
+                   f"{pred / '0--Parade' / '0_b.txt'}; scored as images without detections they would lower "
+                   f"the AP silently; at most 0 allowed (evaluate.max_missing_predictions); "
+                   f"predict every image of the set, those without faces included")
+    assert not out.exists()
+
+    assert load_stage().main(argv[:-1] + [str(_limit(params, 1))]) == 0
+    metrics = json.loads(out.read_text())
+    direct = evaluate_wider({k: np.array([[float(v) for v in ln.split()] for ln in lines])
+                             for k, lines in files.items()}, load_wider_ground_truth(tmp_path / "gt"))
+    assert metrics == pytest.approx({**{s: r.ap for s, r in direct.items()}, "missing_predictions": 1})
+
+
+def test_missing_darkface_prediction_files_are_counted_and_limited(tmp_path, params, capsys):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "pred").mkdir()
+    for stem in ("1", "2", "3"):
+        (tmp_path / "labels" / f"{stem}.txt").write_text("1\n10 10 40 40\n")
+    (tmp_path / "pred" / "1.txt").write_text("10 10 40 40 0.9\n100 100 120 120 0.5\n")
+    (tmp_path / "pred" / "4.txt").write_text("10 10 40 40 0.3\n")   # no label: not evaluated, not missing
+    out = tmp_path / "dark.json"
+    argv = ["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
+            "--out", str(out), "--params", str(_limit(params, 1))]
+    msg = _run_error(argv, capsys)
+    assert msg.startswith(f"error: 2 of 3 evaluated images have no prediction file, the first: "
+                          f"{tmp_path / 'pred' / '2.txt'}; ")
+    assert "at most 1 allowed (evaluate.max_missing_predictions)" in msg
+
+    assert load_stage().main(argv[:-1] + [str(_limit(params, 2))]) == 0
+    # recall 1/3 at precision 1: the two images without a file count as found nothing
+    assert json.loads(out.read_text()) == pytest.approx({"ap": 1 / 3, "missing_predictions": 2})

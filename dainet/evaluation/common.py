@@ -29,7 +29,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Container, NamedTuple, Sequence
 
 import numpy as np
 
@@ -103,6 +103,17 @@ def check_prediction_names(names: Sequence, known: set, describe) -> None:
     if unknown:
         warnings.warn(f"{len(unknown)} prediction files name no ground-truth image and are not "
                       f"evaluated, e.g. {describe(unknown[0])}", stacklevel=3)
+
+
+def missing_predictions(predictions: Container, evaluated: Sequence) -> list:
+    """The evaluated images (in ground-truth order) that have no prediction file.
+
+    The scheme scores such an image as one without detections -- its faces still count
+    in the recall -- so a lost file lowers AP without any message (the official MATLAB
+    tool and the usual Python port stop on it instead). The evaluate stage counts them
+    (metric ``missing_predictions``) and fails above ``evaluate.max_missing_predictions``.
+    """
+    return [k for k in evaluated if k not in predictions]
 
 
 # ------------------------------------------------------------------------------ scores

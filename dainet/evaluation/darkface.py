@@ -3,7 +3,9 @@
 Labels: ``<image>.txt`` per image, first line the face count, then ``x1 y1 x2 y2``
 lines (pixels). Predictions: ``<image>.txt`` (same stem) with ``x1 y1 x2 y2 score``
 lines. The label folder defines the evaluated images; a missing prediction file is an
-image without predictions, and prediction files naming no label are not evaluated.
+image without predictions (counted by the evaluate stage, see
+:func:`~dainet.evaluation.common.missing_predictions`), and prediction files naming no
+label are not evaluated.
 
 Differences from WIDER FACE: no ignore set -- every labelled face counts and every
 prediction is a proposal; images with no label box or no prediction are skipped

@@ -8,7 +8,8 @@ whose best match is one of them is no proposal at all.
 
 Predictions: a folder ``<event>/<image>.txt``, each file holding the image name, the
 box count, then ``x y w h score`` lines (pixels). A missing file is an image without
-predictions. Deviations from the official tool, all on input it cannot read either:
+predictions (the official tool stops on it; the evaluate stage counts such images with
+:func:`~dainet.evaluation.common.missing_predictions` and fails above a limit). Deviations from the official tool, all on input it cannot read either:
 a malformed file raises :class:`UserError` (the tool prints "Invalid format" and
 treats the image as empty), and the count must equal the number of box lines.
 
