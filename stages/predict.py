@@ -12,26 +12,22 @@ Outputs: WIDER ``<out>/<event>/<image stem>.txt`` (the event is the image's fold
 as in ``WIDER_val/images/<event>/<name>.jpg``); DARK FACE ``<out>/<image stem>.txt``.
 With ``--list`` only the list's image paths are used, not its boxes; with
 ``--images`` every image file below DIR is. Unreadable images are reported and
-skipped. ``--metrics``: images, skipped_images, seconds_per_image, boxes_per_image,
-single_scale, method, device.
+skipped; the stage fails when more than ``predict.max_skipped_images`` were (or when
+none could be read). ``--metrics``: images, skipped_images, seconds_per_image,
+boxes_per_image, single_scale, method, device.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 
-from tqdm import tqdm
-
-import dainet  # noqa: F401  (Jittor set-up before jittor)
 from dainet.cli import run
-from dainet.inference import MultiScaleConfig
-from dainet.inference.predictor import (FORMATS, PriorSpec, folder_images, list_images, load_detector,
-                                        make_detect_fn, predict_images, select_device)
 from dainet.params import load_params
-from dainet.utils.fileio import write_json
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from dainet.inference.writers import FORMATS   # numpy only: no Jittor yet
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="checkpoint of the train stage")
     source = ap.add_mutually_exclusive_group(required=True)
@@ -48,9 +44,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params = load_params(args.params)
+    max_skipped = params.section("predict").int("max_skipped_images")
+    from tqdm import tqdm
+
+    from dainet.inference import MultiScaleConfig   # numpy only
+    from dainet.utils.fileio import write_json
+
     cfg = MultiScaleConfig.from_params(params.section("predict"))
     if args.single_scale:
         cfg = dataclasses.replace(cfg, single_scale=True)
+    # Jittor compiles when it loads: only after the params have been read
+    from dainet.inference.predictor import (PriorSpec, check_skipped, folder_images, list_images,
+                                            load_detector, make_detect_fn, predict_images, select_device)
+
     priors = PriorSpec.second_shot(params.section("priors"))
     images = list_images(args.list) if args.list else folder_images(args.images)
 
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     detect_fn = make_detect_fn(net, priors, cfg)
     stats = predict_images(images, detect_fn, cfg, args.out, args.format,
                            progress=lambda it: tqdm(it, desc="predict", unit="img", dynamic_ncols=True))
+    check_skipped(stats, max_skipped)
 
     metrics = {**stats.metrics(cfg.single_scale), "method": method, "device": device}
     if args.metrics:

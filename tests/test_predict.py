@@ -198,6 +198,37 @@ def test_empty_inputs_are_user_errors(tmp_path):
                      "--out", str(tmp_path / "out"), "--format", "wider", "--params", str(params)])
 
 
+def test_predict_stage_fails_when_too_many_images_are_skipped(tmp_path, checkpoint, capsys):
+    """predict used to exit 0 even when it had skipped every image."""
+    from dainet.cli import run
+    good = write_images(tmp_path / "image", ["1.png"], hw=(48, 64))[0]
+    broken = tmp_path / "image" / "2.jpg"
+    broken.write_bytes(b"")
+    lst = write_list_file(tmp_path / "dark.txt", [broken, good])
+    metrics = tmp_path / "predict.json"
+
+    def stage(max_skipped: int, list_file: Path) -> str:
+        params = write_params(tmp_path / "params.yaml", predict={"max_skipped_images": max_skipped})
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            run(load_stage("predict").main, ["--weights", str(checkpoint), "--list", str(list_file),
+                                             "--out", str(tmp_path / "pred"), "--format", "darkface",
+                                             "--single-scale", "--metrics", str(metrics),
+                                             "--params", str(params)])
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+        return f"{exc.value.code} {err[-1] if err else ''}"
+
+    assert stage(0, lst) == (f"2 error: 1 of 2 images were skipped as unreadable, the first: {broken}: "
+                             f"cannot read image (empty file (0 bytes)); at most 0 allowed "
+                             f"(predict.max_skipped_images)")
+    assert not metrics.exists()
+    assert stage(1, lst) == "0 "
+    assert json.loads(metrics.read_text())["skipped_images"] == 1
+    only_broken = write_list_file(tmp_path / "broken.txt", [broken])
+    assert stage(5, only_broken) == (f"2 error: no image could be read: all 1 were skipped, the first: "
+                                     f"{broken}: cannot read image (empty file (0 bytes))")
+
+
 # ----------------------------------------------------------------- checkpoints / methods
 
 def test_method_from_checkpoint(tmp_path):
@@ -283,7 +314,8 @@ def test_round_trip_wider_through_evaluate(tmp_path, checkpoint, wider_set):
     assert load_stage("evaluate").main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"),
                                         "--out", str(out), "--params", str(params)]) == 0
     aps = json.loads(out.read_text())
-    assert list(aps) == ["easy", "medium", "hard"]
+    assert list(aps) == ["easy", "medium", "hard", "missing_predictions"]
+    assert aps.pop("missing_predictions") == 0
     assert all(0.0 < ap <= 1.0 for ap in aps.values())
 
 
@@ -291,7 +323,7 @@ def test_round_trip_darkface_through_evaluate(tmp_path, checkpoint):
     images = write_images(tmp_path / "image", ["1.png", "2.png"], seed=5)
     (tmp_path / "image" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     images.insert(1, tmp_path / "image" / "3.png")
-    params = write_params(tmp_path / "params.yaml")
+    params = write_params(tmp_path / "params.yaml", predict={"max_skipped_images": 1})
     pred, metrics = tmp_path / "pred", tmp_path / "predict.json"
     run_predict(["--weights", str(checkpoint), "--list", str(write_list_file(tmp_path / "dark.txt", images)),
                  "--out", str(pred), "--format", "darkface", "--single-scale", "--metrics", str(metrics),
@@ -308,5 +340,5 @@ def test_round_trip_darkface_through_evaluate(tmp_path, checkpoint):
     out = tmp_path / "darkface.json"
     assert load_stage("evaluate").main(["darkface", "--pred", str(pred), "--labels", str(tmp_path / "label"),
                                         "--out", str(out), "--params", str(params)]) == 0
-    ap = json.loads(out.read_text())["ap"]
-    assert 0.0 < ap <= 1.0
+    m = json.loads(out.read_text())
+    assert 0.0 < m["ap"] <= 1.0 and m["missing_predictions"] == 0

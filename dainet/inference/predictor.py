@@ -10,7 +10,8 @@
       -> [K, 5] (x1, y1, x2, y2 in that image's pixels, score)
 
 :func:`predict_images` runs it over an image set (each image read once, unreadable
-ones reported and counted) and writes WIDER or DARK FACE prediction files.
+ones reported and counted) and writes WIDER or DARK FACE prediction files;
+:func:`check_skipped` fails a run that skipped more images than allowed.
 
 This module imports Jittor (the rest of :mod:`dainet.inference` does not): import it
 as ``dainet.inference.predictor``, after ``dainet``.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -34,13 +35,12 @@ from dainet.data.lists import read_list
 from dainet.errors import UserError
 from dainet.inference.images import ImageReadError, read_image
 from dainet.inference.multiscale import DetectFn, MultiScaleConfig, multi_scale_detect
-from dainet.inference.writers import write_darkface_prediction, write_wider_prediction
+from dainet.inference.writers import FORMATS, write_darkface_prediction, write_wider_prediction
 from dainet.models import build_model
 from dainet.params import Section
 from dainet.weights import WeightError, load_checkpoint, load_into
 
 METHODS = ("dainet", "dsfd")
-FORMATS = ("wider", "darkface")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -214,6 +214,7 @@ class PredictStats:
     skipped_images: int = 0    # unreadable, reported on stderr
     boxes: int = 0
     seconds: float = 0.0       # read + detect + write of the written images
+    skipped: list[ImageReadError] = field(default_factory=list)   # why each was skipped
 
     def metrics(self, single_scale: bool) -> dict:
         """The flat metrics JSON of the predict stage."""
@@ -244,6 +245,7 @@ def predict_images(images: list[Path], detect_fn: DetectFn, cfg: MultiScaleConfi
         except ImageReadError as exc:
             print(f"predict: skipped {exc}", file=sys.stderr)
             stats.skipped_images += 1
+            stats.skipped.append(exc)
             continue
         dets = multi_scale_detect(rgb, detect_fn, cfg)
         write_prediction(out_dir, image, dets, fmt)
@@ -251,3 +253,14 @@ def predict_images(images: list[Path], detect_fn: DetectFn, cfg: MultiScaleConfi
         stats.images += 1
         stats.boxes += len(dets)
     return stats
+
+
+def check_skipped(stats: PredictStats, max_skipped: int) -> None:
+    """Fail (UserError) when more than ``max_skipped`` images were skipped as unreadable
+    (params ``predict.max_skipped_images``), or when no image could be read at all."""
+    n = stats.skipped_images
+    if n > max_skipped:
+        raise UserError(f"{n} of {n + stats.images} images were skipped as unreadable, the first: "
+                        f"{stats.skipped[0]}; at most {max_skipped} allowed (predict.max_skipped_images)")
+    if n and not stats.images:
+        raise UserError(f"no image could be read: all {n} were skipped, the first: {stats.skipped[0]}")

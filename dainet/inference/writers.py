@@ -28,6 +28,8 @@ import numpy as np
 
 from dainet.utils.fileio import write_text
 
+FORMATS = ("wider", "darkface")   # the prediction file formats below
+
 COORD_FMT = "%.3f"
 SCORE_FMT = "%.6f"
 
