@@ -43,9 +43,10 @@ def check_missing(missing: list, n_images: int, max_missing: int, describe) -> N
     no prediction file; ``describe(key)`` is that file's path."""
     if len(missing) > max_missing:
         raise UserError(f"{len(missing)} of {n_images} evaluated images have no prediction file, the first: "
-                        f"{describe(missing[0])}; scored as images without detections they would lower "
-                        f"the AP silently; at most {max_missing} allowed (evaluate.max_missing_predictions); "
-                        f"predict every image of the set, those without faces included")
+                        f"{describe(missing[0])}; the scheme would score them as images without detections "
+                        f"(the official tools stop instead); at most {max_missing} allowed "
+                        f"(evaluate.max_missing_predictions); predict every image of the set, those without "
+                        f"faces included")
 
 
 def main(argv: list[str] | None = None) -> int:

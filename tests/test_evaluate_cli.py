@@ -143,9 +143,10 @@ def test_missing_wider_prediction_files_are_counted_and_limited(tmp_path, params
 
     msg = _run_error(argv, capsys)
     assert msg == (f"error: 1 of 3 evaluated images have no prediction file, the first: "
-                   f"{pred / '0--Parade' / '0_b.txt'}; scored as images without detections they would lower "
-                   f"the AP silently; at most 0 allowed (evaluate.max_missing_predictions); "
-                   f"predict every image of the set, those without faces included")
+                   f"{pred / '0--Parade' / '0_b.txt'}; the scheme would score them as images without "
+                   f"detections (the official tools stop instead); at most 0 allowed "
+                   f"(evaluate.max_missing_predictions); predict every image of the set, those without faces "
+                   f"included")
     assert not out.exists()
 
     assert load_stage().main(argv[:-1] + [str(_limit(params, 1))]) == 0
