@@ -78,9 +78,12 @@ def first_repro(repo) -> str:
 def test_repro_runs_every_stage_and_writes_the_metrics(repo, first_repro):
     assert ran(first_repro) == STAGES
     wider = json.loads((repo / "metrics" / "eval_wider.json").read_text())
-    assert set(wider) == {"easy", "medium", "hard"} and all(0.0 <= v <= 1.0 for v in wider.values())
+    assert set(wider) == {"easy", "medium", "hard", "missing_predictions"}
+    assert all(0.0 <= wider[k] <= 1.0 for k in ("easy", "medium", "hard"))
     dark = json.loads((repo / "metrics" / "eval_dark.json").read_text())
     assert 0.0 <= dark["ap"] <= 1.0
+    # every evaluated image was predicted (those without faces too): nothing scored by omission
+    assert wider["missing_predictions"] == 0 and dark["missing_predictions"] == 0
     train = json.loads((repo / "metrics" / "train.json").read_text())
     assert train["iterations"] == 2
     for p in ("plots/train/loss.csv", "plots/pr/pr_wider_hard.csv", "plots/pr/pr_darkface.csv",
