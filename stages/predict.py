@@ -26,7 +26,7 @@ from dainet.params import load_params
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from dainet.inference.writers import FORMATS   # numpy only: no Jittor yet
+    from dainet.formats.predictions import FORMATS   # numpy only: no Jittor yet
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="checkpoint of the train stage")

@@ -12,7 +12,7 @@ import pytest
 
 from dainet.data.augment import AugmentConfig
 from dainet.data.dataset import PAD_LABEL, ValDataset, WiderFaceDataset, collate_detection
-from dainet.data.lists import ListEntry, write_list
+from dainet.formats.lists import ListEntry, write_list
 from dainet.errors import UserError
 from dainet.params import load_params
 

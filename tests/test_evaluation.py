@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import scipy.io
 
+from dainet.boxes.iou import iou_xyxy_np
 from dainet.errors import UserError
 from dainet.evaluation import (ScoreNormalisationWarning, WiderGroundTruth, evaluate_darkface,
-                               evaluate_wider, iou_plus1, load_wider_ground_truth,
+                               evaluate_wider, load_wider_ground_truth,
                                read_darkface_labels, read_darkface_predictions,
                                read_wider_predictions, voc_ap, write_curve_csv)
-from dainet.evaluation.wider import read_wider_prediction_file
+from dainet.formats.predictions import read_wider_prediction_file
 
 REAL_GT = Path(os.environ.get("DAINET_WIDER_VAL_GT",
                             Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"))
@@ -236,7 +237,7 @@ def test_voc_ap_hand_values():
 def test_iou_plus1_convention():
     a = np.array([[0, 0, 9, 9]], float)                        # 10 x 10 pixels
     b = np.array([[5, 0, 14, 9], [10, 0, 19, 9], [9, 0, 18, 9]], float)
-    np.testing.assert_allclose(iou_plus1(a, b), [[50 / 150, 0.0, 10 / 190]])
+    np.testing.assert_allclose(iou_xyxy_np(a, b, plus1=True), [[50 / 150, 0.0, 10 / 190]])
 
 
 # ---------------------------------------------------------------------- DARK FACE
@@ -283,7 +284,7 @@ def test_darkface_folders_and_bad_lines(tmp_path):
     assert evaluate_darkface(preds, labels).ap == pytest.approx(1.0)
 
     (tmp_path / "label" / "img2.txt").write_text("3\n1 2 30 40\n")
-    with pytest.raises(UserError, match=r"img2.txt:1: count says 3 faces but 1"):
+    with pytest.raises(UserError, match=r"img2.txt:2: count 3 on line 1 does not match the 1 box lines"):
         read_darkface_labels(tmp_path / "label")
     (tmp_path / "pred" / "img3.txt").write_text("1 2 30 40 0.9\n1 2 30 0.5\n")
     with pytest.raises(UserError, match=r"img3.txt:2: expected 5 finite numbers, got '1 2 30 0.5'"):

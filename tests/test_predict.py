@@ -14,11 +14,12 @@ import yaml
 import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
+from dainet.boxes.convert import normalised_to_pixels
 from dainet.errors import UserError
 from dainet.evaluation import read_darkface_predictions, read_wider_predictions
 from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
 from dainet.inference.predictor import (PriorSpec, check_unique_outputs, folder_images, load_detector,
-                                        make_detect_fn, normalised_to_pixels, predict_images,
+                                        make_detect_fn, predict_images,
                                         prediction_key)
 from dainet.models import ModelConfig, build_model, init_weights
 from dainet.weights import WeightError, save_checkpoint

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dainet.data import darkface, prepare, wider
-from dainet.data.lists import read_list
+from dainet.data import prepare
+from dainet.formats import darkface, wider_mat, wider_txt
+from dainet.formats.lists import read_list
 from dainet.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def make_wider(root: Path, text: str = TRAIN_GT, split: str = "train", images=No
     ann, image_dir = prepare.wider_paths(root, split)
     ann.parent.mkdir(parents=True, exist_ok=True)
     ann.write_bytes(text.encode())
-    names = images if images is not None else [r.name for r in wider.parse_wider_annotations(text)]
+    names = images if images is not None else [r.name for r in wider_txt.parse_wider_annotations(text)]
     for name in names:
         (image_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (image_dir / name).write_bytes(JPG)
@@ -187,8 +188,9 @@ def test_undecodable_images_are_reported_and_limited(tmp_path):
     ("2\n1 2 3 4\n", 2, "does not match the 1 box lines"),
     ("1\n1 2 3 4\n5 6 7 8\n", 3, "does not match the 2 box lines"),
     ("x\n", 1, "not an integer"),
-    ("1\n1 2 3\n", 2, "expected 'x1 y1 x2 y2'"),
-    ("1\r\n1 2 a 4\r\n", 2, "expected 'x1 y1 x2 y2'"),
+    ("1\n1 2 3\n", 2, "expected 4 finite numbers, got '1 2 3'"),
+    ("1\r\n1 2 a 4\r\n", 2, "expected 4 finite numbers, got '1 2 a 4'"),
+    ("1\n1 2 inf 4\n", 2, "expected 4 finite numbers"),
     ("", 1, "empty label file"),
 ])
 def test_darkface_label_errors(text, line, words):
@@ -277,9 +279,9 @@ def test_stage_cli(tmp_path, capsys):
 def test_real_wider_val_counts(tmp_path):
     """The real val annotations (here rebuilt as bbx_gt.txt from wider_face_val.mat, which
     holds the same boxes): 3226 images, 4 without faces, 7 boxes with w or h <= 0."""
-    records = wider.read_wider_mat(REAL_GT / "wider_face_val.mat")
+    records = wider_mat.read_wider_mat(REAL_GT / "wider_face_val.mat")
     ann, _ = prepare.wider_paths(tmp_path, "val")
-    wider.write_wider_annotations(ann, records)
+    wider_txt.write_wider_annotations(ann, records)
     assert len(ann.read_text().splitlines()) == 3226 * 2 + 39704 + 4
     split = prepare.prepare_wider_split(tmp_path, "val", check_images=False)
     assert vars(split.stats) == dict(images=3222, faces=39697, zero_face_images=4, dropped_degenerate_boxes=7,

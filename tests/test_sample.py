@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from dainet.data import darkface, prepare, sample, synth, wider
-from dainet.data.lists import read_list
+from dainet.data import prepare, sample, synth
+from dainet.formats import darkface, wider_mat, wider_txt
+from dainet.formats.lists import read_list
 from dainet.params import ParamError, load_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_generator_parser_round_trip(generated):
     s, out = generated
     for split, recs in (("train", s.train), ("val", s.val)):
         ann, image_dir = prepare.wider_paths(out / "widerface", split)
-        parsed = wider.read_wider_annotations(ann)
+        parsed = wider_txt.read_wider_annotations(ann)
         assert [r.name for r in parsed] == [r.name for r in recs]
         for a, b in zip(parsed, recs):
             np.testing.assert_array_equal(a.boxes_xywh, b.boxes_xywh)
@@ -72,7 +73,7 @@ def test_generator_parser_round_trip(generated):
     assert len(entries) == len(with_faces) == splits["val"].stats.images
     for r in with_faces:
         np.testing.assert_array_equal(entries[Path(r.name).name].boxes_xywh, r.boxes_xywh)
-    mat = wider.read_wider_mat(out / "widerface" / "eval_tools" / "ground_truth" / "wider_face_val.mat")
+    mat = wider_mat.read_wider_mat(out / "widerface" / "eval_tools" / "ground_truth" / "wider_face_val.mat")
     assert [r.name for r in mat] == [r.name for r in s.val]
     for a, b in zip(mat, s.val):
         np.testing.assert_array_equal(a.boxes_xywh, b.boxes_xywh)
@@ -98,8 +99,10 @@ def signature(mat: dict) -> dict:
 @pytest.mark.parametrize("name", ["wider_face_val", "wider_easy_val", "wider_medium_val", "wider_hard_val"])
 def test_mat_files_match_real_structure(generated, name):
     _, out = generated
-    ours = signature(scipy.io.loadmat(str(out / "widerface" / "eval_tools" / "ground_truth" / f"{name}.mat")))
-    real = signature(scipy.io.loadmat(str(REAL_GT / f"{name}.mat")))
+    # mat_dtype: the MATLAB classes (the real files store integer doubles compactly, ours as doubles)
+    ours = signature(scipy.io.loadmat(str(out / "widerface" / "eval_tools" / "ground_truth" / f"{name}.mat"),
+                                      mat_dtype=True))
+    real = signature(scipy.io.loadmat(str(REAL_GT / f"{name}.mat"), mat_dtype=True))
     assert ours.keys() == real.keys()
     for key in real:
         assert ours[key][:2] == real[key][:2], key
@@ -110,7 +113,8 @@ def test_mat_files_match_real_structure(generated, name):
 def test_difficulty_levels_nest(generated):
     s, out = generated
     gt = out / "widerface" / "eval_tools" / "ground_truth"
-    lists = {lvl: wider.read_gt_list(gt / f"wider_{lvl}_val.mat") for lvl in wider.GT_LEVELS}
+    lists = {lvl: [i for ev in wider_mat.read_gt_list(gt / f"wider_{lvl}_val.mat") for i in ev]
+             for lvl in wider_mat.GT_LEVELS}
     total = {lvl: sum(map(len, v)) for lvl, v in lists.items()}
     assert 0 < total["hard"] and total["easy"] <= total["medium"] <= total["hard"]
     for e, m, h, r in zip(lists["easy"], lists["medium"], lists["hard"], s.val):

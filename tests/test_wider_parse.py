@@ -1,13 +1,12 @@
-"""WIDER FACE annotation text and ground-truth .mat files (dainet.data.wider)."""
-import struct
-import zlib
+"""WIDER FACE annotation text and ground-truth .mat files (dainet.formats.wider_txt, wider_mat)."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 
-from dainet.data import wider
+from dainet.formats import wider_mat, wider_txt
+from dainet.formats.wider_txt import WiderRecord
 from dainet.errors import UserError
 
 REAL_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"
@@ -29,7 +28,7 @@ GOOD = """\
 
 
 def parse(text):
-    return wider.parse_wider_annotations(text, "gt.txt")
+    return wider_txt.parse_wider_annotations(text, "gt.txt")
 
 
 def test_parse_records_zero_face_and_attributes():
@@ -57,7 +56,7 @@ def test_zero_face_placeholder_may_be_absent():
 
 def test_format_then_parse_round_trip():
     recs = parse(GOOD)
-    text = wider.format_wider_annotations(recs)
+    text = wider_txt.format_wider_annotations(recs)
     assert text.splitlines()[6] == "0 0 0 0 0 0 0 0 0 0 "       # zero-face placeholder line
     again = parse(text)
     for x, y in zip(recs, again):
@@ -87,23 +86,23 @@ def test_malformed_input_names_file_and_line(text, line, words):
 
 def test_read_missing_file_is_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot read"):
-        wider.read_wider_annotations(tmp_path / "nope.txt")
+        wider_txt.read_wider_annotations(tmp_path / "nope.txt")
 
 
 # ---------------------------------------------------------------- .mat files
 
 def _records():
-    return [wider.WiderRecord("0--A/a1.jpg", np.array([[1, 2, 3, 4], [5, 6, 7, 8.0]]),
-                              np.array([[0, 0, 0, 0, 0, 0], [2, 1, 0, 0, 1, 0]])),
-            wider.WiderRecord("0--A/a2.jpg", np.zeros((0, 4)), np.zeros((0, 6), np.int64)),
-            wider.WiderRecord("1--B/b1.jpg", np.tile([[9, 9, 20, 30.0]], (300, 1)), np.zeros((300, 6), np.int64))]
+    return [WiderRecord("0--A/a1.jpg", np.array([[1, 2, 3, 4], [5, 6, 7, 8.0]]),
+                        np.array([[0, 0, 0, 0, 0, 0], [2, 1, 0, 0, 1, 0]])),
+            WiderRecord("0--A/a2.jpg", np.zeros((0, 4)), np.zeros((0, 6), np.int64)),
+            WiderRecord("1--B/b1.jpg", np.tile([[9, 9, 20, 30.0]], (300, 1)), np.zeros((300, 6), np.int64))]
 
 
 def test_mat_written_with_matlab_classes_and_read_back(tmp_path):
     recs = _records()
     keep = [np.array([True, False]), np.zeros(0, bool), np.arange(300) % 2 == 1]
-    wider.write_mat(tmp_path / "g.mat", {**wider.wider_gt_variables(recs),
-                                         "gt_list": wider.gt_list_variable(recs, keep)})
+    wider_mat.write_mat(tmp_path / "g.mat", {**wider_mat.wider_gt_variables(recs),
+                                             "gt_list": wider_mat.gt_list_variable(recs, keep)})
     m = scipy.io.loadmat(str(tmp_path / "g.mat"))
     assert m["event_list"].shape == (2, 1) and m["event_list"][1, 0][0] == "1--B"
     assert m["file_list"][0, 0].shape == (2, 1) and m["file_list"][0, 0][1, 0][0] == "a2"
@@ -113,50 +112,83 @@ def test_mat_written_with_matlab_classes_and_read_back(tmp_path):
     assert m["blur_label_list"][0, 0][0, 0].dtype == np.uint8
     gt = m["gt_list"]
     assert gt[0, 0][0, 0].tolist() == [[1]] and gt[0, 0][1, 0].shape == (0, 0)
-    assert gt[1, 0][0, 0].dtype == np.uint16 and gt[1, 0][0, 0][-1, 0] == 300  # compact storage > 255
-    assert scipy.io.loadmat(str(tmp_path / "g.mat"), mat_dtype=True)["gt_list"][1, 0][0, 0].dtype == np.float64
-    back = wider.read_wider_mat(tmp_path / "g.mat")
+    assert gt[1, 0][0, 0].dtype == np.float64 and gt[1, 0][0, 0][-1, 0] == 300   # MATLAB class double
+    back = wider_mat.read_wider_mat(tmp_path / "g.mat")
     assert [r.name for r in back] == [r.name for r in recs]
     for x, y in zip(back, recs):
         np.testing.assert_array_equal(x.boxes_xywh, y.boxes_xywh)
         np.testing.assert_array_equal(x.attributes, y.attributes)
-    assert [g.tolist() for g in wider.read_gt_list(tmp_path / "g.mat")][:2] == [[1], []]
+    kept = wider_mat.read_wider_mat(tmp_path / "g.mat", keep_placeholder=True)
+    np.testing.assert_array_equal(kept[1].boxes_xywh, [[0, 0, 0, 0]])   # what the official tool sees
+    gt_lists = wider_mat.read_gt_list(tmp_path / "g.mat")
+    assert [len(ev) for ev in gt_lists] == [2, 1]                       # per event, per image
+    assert [g.tolist() for g in gt_lists[0]] == [[1], []]
+    assert gt_lists[1][0].tolist() == list(range(2, 301, 2))
 
 
 def test_mat_bytes_are_deterministic():
-    v = wider.wider_gt_variables(_records())
-    assert wider.mat_bytes(v) == wider.mat_bytes(v)
+    """savemat dates its header; ours is fixed, so equal variables give equal files (DVC)."""
+    v = wider_mat.wider_gt_variables(_records())
+    data = wider_mat.mat_bytes(v)
+    assert data == wider_mat.mat_bytes(v)
+    assert data.startswith(b"MATLAB 5.0 MAT-file, written by dainet.formats.wider_mat")
 
 
-def _variables(data: bytes) -> list[bytes]:
-    """The decompressed variable elements of a MAT file, in file order."""
-    out, pos = [], 128
-    while pos < len(data):
-        _, n = struct.unpack_from("<II", data, pos)
-        out.append(zlib.decompress(data[pos + 8:pos + 8 + n]))
-        pos += 8 + n
-    return out
+def _contents(path: Path) -> dict:
+    """Every variable of a ground-truth file as nested lists of (MATLAB class dtype, shape, values)."""
+    def leaf(x):
+        if x.dtype == object:
+            return [leaf(c) for c in x[:, 0]]
+        return (x.dtype.str, x.shape, x.tolist())
+    m = scipy.io.loadmat(str(path), mat_dtype=True)
+    return {k: leaf(v) for k, v in m.items() if not k.startswith("__")}
 
 
 @needs_real_gt
 @pytest.mark.parametrize("level", [None, "hard"])
-def test_writer_reproduces_the_real_files_exactly(level):
-    """Read a real ground-truth file, write it back: every variable is byte-identical
-    (classes, storage types, empty-array shapes), only the header and zlib stream differ."""
+def test_writer_reproduces_the_real_files(tmp_path, level):
+    """Read a real ground-truth file, write it back: every variable holds the same MATLAB
+    classes, shapes (empty ones included) and values."""
     path = REAL_GT / ("wider_face_val.mat" if level is None else f"wider_{level}_val.mat")
-    recs = wider.read_wider_mat(path)
-    variables = wider.wider_gt_variables(recs)
+    recs = wider_mat.read_wider_mat(path)
+    variables = wider_mat.wider_gt_variables(recs)
     if level:
         keep = []
-        for r, idx in zip(recs, wider.read_gt_list(path)):
+        for r, idx in zip(recs, [i for ev in wider_mat.read_gt_list(path) for i in ev]):
             k = np.zeros(len(r.boxes_xywh), bool)
             k[idx - 1] = True
             keep.append(k)
-        variables["gt_list"] = wider.gt_list_variable(recs, keep)
-    assert _variables(wider.mat_bytes(variables)) == _variables(path.read_bytes())
+        variables["gt_list"] = wider_mat.gt_list_variable(recs, keep)
+    wider_mat.write_mat(tmp_path / "back.mat", variables)
+    assert _contents(tmp_path / "back.mat") == _contents(path)
+
+
+@pytest.mark.parametrize("variables, words", [
+    ({"file_list": [["a"]], "face_bbx_list": [[np.zeros((1, 4), np.int32)]]}, "missing event_list"),
+    ({"event_list": ["0--A", "1--B"], "file_list": [["a"]], "face_bbx_list": [[np.zeros((1, 4), np.int32)]]},
+     "event_list, file_list and face_bbx_list differ in length"),
+    ({"event_list": ["0--A"], "file_list": [["a", "b"]], "face_bbx_list": [[np.zeros((1, 4), np.int32)]]},
+     "event 0--A: file_list and face_bbx_list"),
+    ({"event_list": np.zeros((2, 2)), "file_list": [["a"]], "face_bbx_list": [[np.zeros((1, 4), np.int32)]]},
+     "event_list: expected a column cell array"),
+])
+def test_mat_reader_errors_name_the_file(tmp_path, variables, words):
+    path = tmp_path / "wider_face_val.mat"
+    wider_mat.write_mat(path, variables)
+    with pytest.raises(UserError) as err:
+        wider_mat.read_wider_mat(path)
+    assert str(err.value).startswith(f"{path}: ") and words in str(err.value)
+
+
+def test_mat_reader_missing_and_garbage_files(tmp_path):
+    with pytest.raises(UserError, match="wider_face_val.mat: WIDER FACE ground-truth file not found"):
+        wider_mat.read_wider_mat(tmp_path / "wider_face_val.mat")
+    (tmp_path / "bad.mat").write_text("not a mat file")
+    with pytest.raises(UserError, match=r"bad.mat: cannot read as a MATLAB .mat file"):
+        wider_mat.read_gt_list(tmp_path / "bad.mat")
 
 
 def test_read_file_with_bom_and_crlf(tmp_path):
     path = tmp_path / "wider_face_val_bbx_gt.txt"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode())
-    assert [r.name for r in wider.read_wider_annotations(path)] == [r.name for r in parse(GOOD)]
+    assert [r.name for r in wider_txt.read_wider_annotations(path)] == [r.name for r in parse(GOOD)]

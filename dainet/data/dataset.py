@@ -17,7 +17,7 @@ every rank computes the same global order and takes its slice of each global bat
 ``batch_size`` here is the batch *per process*; under MPI the Jittor-level batch is
 ``batch_size * world_size`` so each rank still receives ``batch_size`` samples.
 
-Images are read by :func:`dainet.inference.images.read_image`, the project's one reader
+Images are read by :func:`dainet.formats.images.read_image`, the project's one reader
 (the ``prepare`` stage has already decoded every listed image with its policy).
 
 Workers (``num_workers > 0``) are processes forked at the first iteration; they keep
@@ -39,12 +39,11 @@ import numpy as np
 import jittor as jt
 from jittor.dataset import Dataset
 
+from dainet.boxes.matcher import PAD_LABEL, pad_targets  # noqa: F401 (PAD_LABEL: the padding rows' label)
 from dainet.data.augment import Augmenter, AugmentConfig, drop_small, resize_square
-from dainet.data.lists import ListEntry, read_list
 from dainet.errors import UserError
-from dainet.inference.images import ImageReadError, read_image
-
-PAD_LABEL = -1
+from dainet.formats.images import ImageReadError, read_image
+from dainet.formats.lists import ListEntry, read_list
 
 
 class _WorkerError(str):
@@ -55,15 +54,13 @@ def collate_detection(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.
     """Stack ``(image uint8 [S, S, 3], boxes [n, 4] normalised xyxy)`` samples.
 
     Returns images float32 [N, 3, S, S] in [0, 1] and targets float32 [N, G, 5]
-    (G = max n, at least 1; padding rows are boxes 0 with label -1).
+    (:func:`~dainet.boxes.matcher.pad_targets`: G = max n, at least 1; padding rows are
+    boxes 0 with label ``PAD_LABEL``).
     """
     images = np.stack([img for img, _ in samples]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    counts = [len(b) for _, b in samples]
-    targets = np.zeros((len(samples), max(1, max(counts)), 5), dtype=np.float32)
-    targets[..., 4] = PAD_LABEL
-    for row, (_, boxes) in zip(targets, samples):  # one slice assignment per image
-        row[:len(boxes), :4] = boxes
-        row[:len(boxes), 4] = 1.0
+    targets = pad_targets([np.concatenate([np.asarray(b, np.float32).reshape(-1, 4),
+                                           np.ones((len(b), 1), np.float32)], axis=1)
+                           for _, b in samples])
     return np.ascontiguousarray(images), targets
 
 
@@ -92,11 +89,6 @@ def _face_boxes_xyxy(entry: ListEntry) -> np.ndarray:
     return entry.boxes_xyxy[keep].astype(np.float32)
 
 
-def _line_numbers(path: Path) -> list[int]:
-    """1-based line of each entry, as read_list skips blank lines."""
-    return [i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
-
-
 class _ListImages(Dataset):
     """Entries of a list file, image reading and collation shared by both datasets."""
 
@@ -110,14 +102,13 @@ class _ListImages(Dataset):
         self.list_file = Path(list_file)
         self.image_size = image_size
         entries = read_list(self.list_file)
-        lines = _line_numbers(self.list_file)
         boxes = [_face_boxes_xyxy(e) for e in entries]
         keep = [i for i, b in enumerate(boxes) if keep_faceless or len(b)]
         if not keep:
             raise UserError(f"{self.list_file}: no image with a face (boxes need w > 0 and h > 0)")
         self.images = [entries[i].image for i in keep]
         self.boxes_xyxy = [boxes[i] for i in keep]      # pixels, per image [n, 4]
-        self.lines = [lines[i] for i in keep]
+        self.lines = [entries[i].line for i in keep]   # for messages
         missing = [(ln, p) for ln, p in zip(self.lines, self.images) if not Path(p).is_file()]
         if missing:
             ln, p = missing[0]

@@ -6,7 +6,7 @@ when one is given; both WIDER annotation files must exist otherwise), ``<out>/da
 a line: files that exist but cannot be decoded), both empty when nothing is wrong.
 Boxes with w <= 0 or h <= 0 are dropped, then images left without a box; list image
 paths are the image files as found under the given roots. Every listed image is
-decoded once here (:func:`dainet.inference.images.check_image`, the policy of the
+decoded once here (:func:`dainet.formats.images.check_image`, the policy of the
 reader training and prediction use), so a list never holds an image they cannot read.
 """
 from __future__ import annotations
@@ -19,10 +19,12 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from dainet.data import darkface, wider
-from dainet.data.lists import ListEntry, parse_line, write_list
+from dainet.boxes.convert import xyxy_to_xywh
 from dainet.errors import UserError
-from dainet.inference.images import ImageReadError, check_image
+from dainet.formats.darkface import DarkFaceItem, read_darkface
+from dainet.formats.images import ImageReadError, check_image
+from dainet.formats.lists import ListEntry, read_list, write_list
+from dainet.formats.wider_txt import WiderRecord, read_wider_annotations
 from dainet.utils.fileio import write_text
 
 WIDER_SPLITS = ("train", "val")
@@ -60,18 +62,16 @@ def wider_paths(wider_root: str | Path, split: str) -> tuple[Path, Path]:
             root / f"WIDER_{split}" / "images")
 
 
-def wider_entries(records: list[wider.WiderRecord], image_dir: str | Path) -> list[ListEntry]:
+def wider_entries(records: list[WiderRecord], image_dir: str | Path) -> list[ListEntry]:
     """One list entry per record, boxes as annotated (nothing dropped), image paths
     joined onto ``image_dir``."""
     return [ListEntry(str(Path(image_dir) / r.name), r.boxes_xywh.astype(np.float32),
                       np.ones(len(r.boxes_xywh), np.int64)) for r in records]
 
 
-def darkface_entries(items: list[darkface.DarkFaceItem]) -> list[ListEntry]:
+def darkface_entries(items: list[DarkFaceItem]) -> list[ListEntry]:
     """DARK FACE xyxy labels -> list entries with xywh boxes (w = x2 - x1)."""
-    return [ListEntry(str(it.image),
-                      np.concatenate([it.boxes_xyxy[:, :2], it.boxes_xyxy[:, 2:] - it.boxes_xyxy[:, :2]],
-                                     1).astype(np.float32),
+    return [ListEntry(str(it.image), xyxy_to_xywh(it.boxes_xyxy).astype(np.float32),
                       np.ones(len(it.boxes_xyxy), np.int64)) for it in items]
 
 
@@ -83,7 +83,7 @@ def drop_degenerate(entries: list[ListEntry]) -> tuple[list[ListEntry], SplitSta
         ok = (e.boxes_xywh[:, 2] > 0) & (e.boxes_xywh[:, 3] > 0)
         stats.dropped_degenerate_boxes += int((~ok).sum())
         if ok.any():
-            kept.append(ListEntry(e.image, e.boxes_xywh[ok], e.labels[ok]))
+            kept.append(ListEntry(e.image, e.boxes_xywh[ok], e.labels[ok], e.line))
         else:
             stats.dropped_empty_images += 1
     stats.images, stats.faces = len(kept), sum(len(e.boxes_xywh) for e in kept)
@@ -131,25 +131,6 @@ def drop_bad(entries: list[ListEntry], stats: SplitStats, progress: Callable[[It
     return kept, bad
 
 
-def read_numbered_list(path: str | Path) -> list[tuple[int, ListEntry]]:
-    """A ready-made list file as (1-based line, entry); an image listed twice is an
-    error naming both lines."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read list file ({exc})") from None
-    rows = [(i, parse_line(s, f"{path}:{i}")) for i, s in enumerate(text.splitlines(), 1) if s.strip()]
-    if not rows:
-        raise UserError(f"{path}: list file holds no images")
-    first: dict[str, int] = {}
-    for i, e in rows:
-        if e.image in first:
-            raise UserError(f"{path}:{i}: image {e.image!r} is listed twice (lines {first[e.image]} and {i})")
-        first[e.image] = i
-    return rows
-
-
 Progress = Callable[[Iterable, str, int], Iterable]   # (iterable, split name, total) -> iterable
 
 
@@ -175,21 +156,21 @@ def prepare_wider_split(wider_root: str | Path, split: str, check_images: bool =
     ann, image_dir = wider_paths(wider_root, split)
     if not ann.is_file():
         return None
-    return _finish(split, ann, wider_entries(wider.read_wider_annotations(ann), image_dir), check_images,
+    return _finish(split, ann, wider_entries(read_wider_annotations(ann), image_dir), check_images,
                    progress)
 
 
 def prepare_train_list(list_file: str | Path, check_images: bool = True,
                        progress: Progress = _no_progress) -> Split:
     """A ready-made (HLA-Face / DSFD style) list, validated and cleaned like a parsed one."""
-    return _finish("train", Path(list_file), [e for _, e in read_numbered_list(list_file)], check_images,
+    return _finish("train", Path(list_file), read_list(list_file, unique=True), check_images,
                    progress)
 
 
 def prepare_darkface(darkface_root: str | Path, check_images: bool = True,
                      progress: Progress = _no_progress) -> Split:
     root = Path(darkface_root)
-    return _finish("dark", root, darkface_entries(darkface.read_darkface(root)), check_images, progress)
+    return _finish("dark", root, darkface_entries(read_darkface(root)), check_images, progress)
 
 
 def _plural(n: int, word: str) -> str:

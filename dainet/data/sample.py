@@ -23,7 +23,11 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from dainet.data import darkface, synth, wider
+from dainet.boxes.convert import xywh_to_xyxy
+from dainet.data import synth
+from dainet.formats.darkface import DarkFaceItem, write_darkface_label
+from dainet.formats.wider_mat import write_wider_gt
+from dainet.formats.wider_txt import ATTRIBUTES, WiderRecord, write_wider_annotations
 from dainet.params import ParamError, Section
 from dainet.utils.fileio import write_bytes
 
@@ -128,7 +132,7 @@ def difficulty_masks(boxes_xywh: np.ndarray, attributes: np.ndarray,
                      rules: dict[str, DifficultyRule]) -> dict[str, np.ndarray]:
     """Per level, a bool [n] mask of the faces ([n, 4] xywh boxes, [n, 6] WIDER
     attributes) that count at that level."""
-    a = dict(zip(wider.ATTRIBUTES, attributes.T))
+    a = dict(zip(ATTRIBUTES, attributes.T))
     valid = a["invalid"] == 0
     return {level: valid & (boxes_xywh[:, 3] >= r.min_height) & (a["blur"] <= r.max_blur)
             & (a["occlusion"] <= r.max_occlusion) for level, r in rules.items()}
@@ -138,9 +142,9 @@ def difficulty_masks(boxes_xywh: np.ndarray, attributes: np.ndarray,
 class SampleSet:
     """What :func:`write_sample` wrote."""
     root: Path
-    train: list[wider.WiderRecord]
-    val: list[wider.WiderRecord]
-    dark: list[darkface.DarkFaceItem]
+    train: list[WiderRecord]
+    val: list[WiderRecord]
+    dark: list[DarkFaceItem]
     val_keep: dict[str, list[np.ndarray]]   # level -> per val image, bool [n] faces that count
 
 
@@ -193,8 +197,8 @@ def write_sample(out: str | Path, cfg: SampleConfig, workers: int = 1,
     wroot, droot = out / "widerface", out / "darkface"
     events = event_names(cfg.n_events)
     jobs = [(s, k) for s, n in zip(SPLITS, (cfg.n_train, cfg.n_val, cfg.n_dark)) for k in range(n)]
-    records: dict[str, list[wider.WiderRecord]] = {"train": [], "val": []}
-    dark: list[darkface.DarkFaceItem] = []
+    records: dict[str, list[WiderRecord]] = {"train": [], "val": []}
+    dark: list[DarkFaceItem] = []
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         rendered = (pool.map if pool else map)(partial(render_image, cfg), jobs,
                                                **({"chunksize": 4} if pool else {}))
@@ -202,26 +206,25 @@ def write_sample(out: str | Path, cfg: SampleConfig, workers: int = 1,
             rendered = progress(rendered, total=len(jobs))
         for split, k, data, scene in rendered:
             if split == "dark":
-                xyxy = np.concatenate([scene.boxes_xywh[:, :2], scene.boxes_xywh[:, :2]
-                                       + scene.boxes_xywh[:, 2:]], 1).astype(np.float64)
-                item = darkface.DarkFaceItem(droot / "image" / f"{k + 1}.png",
+                xyxy = xywh_to_xyxy(scene.boxes_xywh).astype(np.float64)
+                item = DarkFaceItem(droot / "image" / f"{k + 1}.png",
                                              droot / "label" / f"{k + 1}.txt", xyxy)
                 write_bytes(item.image, data)
-                darkface.write_darkface_label(item.label, item.boxes_xyxy)
+                write_darkface_label(item.label, item.boxes_xyxy)
                 dark.append(item)
             else:
                 name = image_name(events[k % len(events)], k)
                 write_bytes(wroot / f"WIDER_{split}" / "images" / name, data)
-                records[split].append(wider.WiderRecord(name, scene.boxes_xywh.astype(np.float64),
-                                                        scene.attributes))
+                records[split].append(WiderRecord(name, scene.boxes_xywh.astype(np.float64),
+                                                  scene.attributes))
     for split in ("train", "val"):   # WIDER lists images grouped by event
         records[split].sort(key=lambda r: events.index(r.event))
-        wider.write_wider_annotations(wroot / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt",
-                                      records[split])
+        write_wider_annotations(wroot / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt",
+                                records[split])
     masks = [difficulty_masks(r.boxes_xywh, r.attributes, cfg.difficulty) for r in records["val"]]
     keep = {level: [m[level] for m in masks] for level in cfg.difficulty}
     gt = wroot / "eval_tools" / "ground_truth"
-    wider.write_wider_gt(gt, records["val"], keep, "val")
+    write_wider_gt(gt, records["val"], keep, "val")
     # the official release ships this file in wider_face_split/ too
     write_bytes(wroot / "wider_face_split" / "wider_face_val.mat", (gt / "wider_face_val.mat").read_bytes())
     return SampleSet(out, records["train"], records["val"], dark, keep)

@@ -8,7 +8,8 @@ compute the same thing; published numbers are only comparable under it:
 2. Per image, predictions in descending score order (a stable sort: ties keep file
    order -- which of two tied predictions recalls a face changes no count, as ties
    pass every threshold together). Each prediction takes the ground truth of maximum IoU, IoU on corner
-   boxes with the +1 pixel convention (:func:`iou_plus1`), first maximum on ties.
+   boxes with the +1 pixel convention (:func:`~dainet.boxes.iou.iou_xyxy_np` with
+   ``plus1``), first maximum on ties.
    If that IoU >= the threshold, a face that does not count (WIDER: outside the
    setting's gt_list) makes the prediction "ignored" -- no longer a proposal;
    a face that counts is recalled by the first such prediction only
@@ -33,6 +34,7 @@ from typing import Container, NamedTuple, Sequence
 
 import numpy as np
 
+from dainet.boxes.iou import iou_xyxy_np
 from dainet.errors import UserError
 from dainet.utils.fileio import write_text
 
@@ -41,55 +43,7 @@ class ScoreNormalisationWarning(UserWarning):
     """All prediction scores are equal: min-max normalisation is undefined."""
 
 
-# ----------------------------------------------------------------------------- reading
-
-def parse_number_rows(lines: Sequence[str], n_cols: int, path: str | Path,
-                      first_lineno: int) -> np.ndarray:
-    """Lines of ``n_cols`` whitespace-separated finite numbers -> ``[K, n_cols]`` float64.
-
-    ``first_lineno`` is the 1-based file line number of ``lines[0]``, for the message
-    of the :class:`UserError` raised on the first malformed line.
-    """
-    if len(lines) == 0:
-        return np.zeros((0, n_cols), np.float64)
-    try:
-        rows = np.array([ln.split() for ln in lines], dtype=np.float64)
-        if rows.ndim == 2 and rows.shape[1] == n_cols and np.isfinite(rows).all():
-            return rows
-    except ValueError:
-        pass
-    # Slow path, only on bad input: find the offending line for the message.
-    for k, ln in enumerate(lines):
-        tokens = ln.split()
-        try:
-            values = [float(t) for t in tokens]
-        except ValueError:
-            values = None
-        if values is None or len(values) != n_cols or not np.isfinite(values).all():
-            raise UserError(f"{path}:{first_lineno + k}: expected {n_cols} finite numbers, "
-                            f"got {ln.strip()!r}")
-    raise AssertionError("unreachable: numpy rejected rows that parse one by one")
-
-
-def parse_count(line: str, path: str | Path, lineno: int) -> int:
-    """A non-negative integer count line (``"12"``) or a :class:`UserError`."""
-    try:
-        n = int(line.strip())
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise UserError(f"{path}:{lineno}: expected a box count, got {line.strip()!r}")
-    return n
-
-
-def content_lines(path: str | Path) -> list[str]:
-    """The lines of a text file without trailing blank lines; UserError if unreadable."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from None
-    return text.rstrip().splitlines()
-
+# ---------------------------------------------------------------------- prediction sets
 
 def check_prediction_names(names: Sequence, known: set, describe) -> None:
     """Predictions must name evaluated images: none matching is an error (a wrong
@@ -142,32 +96,6 @@ def normalize_scores(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [(np.asarray(s, np.float64) - lo) / (hi - lo) for s in scores]
 
 
-# ----------------------------------------------------------------------------- overlap
-
-def xywh_to_corners(boxes_xywh: np.ndarray) -> np.ndarray:
-    """``[K, 4]`` pixels (x, y, w, h) -> (x, y, x + w, y + h), the official tools' corners."""
-    b = np.asarray(boxes_xywh, np.float64)
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:4]], axis=1)
-
-
-def iou_plus1(pred_corners: np.ndarray, gt_corners: np.ndarray) -> np.ndarray:
-    """IoU ``[P, G]`` of corner boxes ``[P, 4]`` x ``[G, 4]``, +1 pixel convention.
-
-    Widths are ``x2 - x1 + 1``; an intersection with a width or height <= 0 gives 0
-    (so does a degenerate box of negative width, as in the official ``boxoverlap``).
-    """
-    p = pred_corners[:, None, :]
-    g = gt_corners[None, :, :]
-    iw = np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]) + 1
-    ih = np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]) + 1
-    inter = iw * ih
-    area_p = (p[..., 2] - p[..., 0] + 1) * (p[..., 3] - p[..., 1] + 1)
-    area_g = (g[..., 2] - g[..., 0] + 1) * (g[..., 3] - g[..., 1] + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = inter / (area_p + area_g - inter)
-    return np.where((iw > 0) & (ih > 0), iou, 0.0)
-
-
 @dataclass(frozen=True)
 class Matches:
     """Every evaluated prediction of a set, sorted by descending score over the set.
@@ -197,7 +125,7 @@ def match_images(pred_corners: Sequence[np.ndarray], pred_scores: Sequence[np.nd
     for i, (boxes, score, gt) in enumerate(zip(pred_corners, pred_scores, gt_corners)):
         if len(boxes) == 0 or len(gt) == 0:
             continue
-        iou = iou_plus1(boxes, gt)
+        iou = iou_xyxy_np(boxes, gt, plus1=True)
         arg = iou.argmax(axis=1)
         scores.append(score)
         best_gt.append(arg + offsets[i])

@@ -1,8 +1,8 @@
 """DARK FACE AP, as its official Octave tool (the WIDER FACE scheme, spec §12).
 
 Labels: ``<image>.txt`` per image, first line the face count, then ``x1 y1 x2 y2``
-lines (pixels). Predictions: ``<image>.txt`` (same stem) with ``x1 y1 x2 y2 score``
-lines. The label folder defines the evaluated images; a missing prediction file is an
+lines (pixels; :mod:`dainet.formats.darkface`). Predictions: ``<image>.txt`` (same stem)
+with ``x1 y1 x2 y2 score`` lines (:mod:`dainet.formats.predictions`). The label folder defines the evaluated images; a missing prediction file is an
 image without predictions (counted by the evaluate stage, see
 :func:`~dainet.evaluation.common.missing_predictions`), and prediction files naming no
 label are not evaluated.
@@ -20,51 +20,16 @@ spec's (a 5 px shift of a 20 px face far from the origin still scores IoU ~0.98)
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from dainet.errors import UserError
-from dainet.evaluation.common import (APResult, check_prediction_names, content_lines,
-                                      match_images, normalize_scores, parse_count,
-                                      parse_number_rows, scheme_ap, xywh_to_corners)
-
-
-def read_darkface_prediction_file(path: str | Path) -> np.ndarray:
-    """``[K, 5]`` float64 (x1, y1, x2, y2, score), file order; an empty file gives K = 0."""
-    return parse_number_rows(content_lines(path), 5, path, first_lineno=1)
-
-
-def read_darkface_label_file(path: str | Path) -> np.ndarray:
-    """``[G, 4]`` float64 (x1, y1, x2, y2); the count line must match the box lines."""
-    lines = content_lines(path)
-    if not lines:
-        raise UserError(f"{path}:1: empty label file (expected a face count)")
-    n = parse_count(lines[0], path, 1)
-    if len(lines) - 1 != n:
-        raise UserError(f"{path}:1: count says {n} faces but {len(lines) - 1} box lines follow")
-    return parse_number_rows(lines[1:], 4, path, first_lineno=2)
-
-
-def _read_folder(folder: str | Path, what: str, reader) -> dict[str, np.ndarray]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: {what} folder not found")
-    return {p.stem: reader(p) for p in sorted(folder.glob("*.txt"))}
-
-
-def read_darkface_predictions(pred_dir: str | Path) -> dict[str, np.ndarray]:
-    """{image stem: ``[K, 5]`` x1 y1 x2 y2 score} for every ``*.txt`` in ``pred_dir``."""
-    return _read_folder(pred_dir, "prediction", read_darkface_prediction_file)
-
-
-def read_darkface_labels(label_dir: str | Path) -> dict[str, np.ndarray]:
-    """{image stem: ``[G, 4]`` x1 y1 x2 y2} for every ``*.txt`` in ``label_dir``."""
-    labels = _read_folder(label_dir, "label", read_darkface_label_file)
-    if not labels:
-        raise UserError(f"{label_dir}: no label files (*.txt)")
-    return labels
+from dainet.boxes.convert import xywh_to_xyxy
+from dainet.evaluation.common import (APResult, check_prediction_names, match_images,
+                                      normalize_scores, scheme_ap)
+# the readers of both inputs, re-exported with the evaluator
+from dainet.formats.darkface import read_darkface_labels  # noqa: F401
+from dainet.formats.predictions import read_darkface_predictions  # noqa: F401
 
 
 def evaluate_darkface(predictions: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
@@ -78,7 +43,7 @@ def evaluate_darkface(predictions: Mapping[str, np.ndarray], labels: Mapping[str
     check_prediction_names(list(predictions), set(labels), lambda s: f"{s}.txt")
 
     def corners(b: np.ndarray) -> np.ndarray:
-        return xywh_to_corners(b) if xyxy_as_xywh else b
+        return xywh_to_xyxy(b) if xyxy_as_xywh else b
 
     empty = np.zeros((0, 5))
     raw = [np.asarray(predictions.get(s, empty), np.float64).reshape(-1, 5) for s in stems]

@@ -29,19 +29,19 @@ import numpy as np
 import dainet  # noqa: F401  (Jittor set-up before jittor)
 import jittor as jt
 
+from dainet.boxes.convert import normalised_to_pixels
 from dainet.boxes.detect import detect
 from dainet.boxes.priors import feature_sizes, make_priors
-from dainet.data.lists import read_list
 from dainet.errors import UserError
-from dainet.inference.images import ImageReadError, read_image
+from dainet.formats.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from dainet.formats.lists import read_list
+from dainet.formats.predictions import FORMATS, write_darkface_prediction, write_wider_prediction
 from dainet.inference.multiscale import DetectFn, MultiScaleConfig, multi_scale_detect
-from dainet.inference.writers import FORMATS, write_darkface_prediction, write_wider_prediction
 from dainet.models import build_model
 from dainet.params import Section
 from dainet.weights import WeightError, load_checkpoint, load_into
 
 METHODS = ("dainet", "dsfd")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 # ----------------------------------------------------------------------------- network
@@ -107,12 +107,6 @@ class PriorSpec:
 def image_to_input(image_rgb: np.ndarray) -> jt.Var:
     """``[h, w, 3]`` float32 RGB in [0, 1] -> ``[1, 3, h, w]`` (spec §1: NCHW, no mean)."""
     return jt.array(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)[None], dtype=np.float32))
-
-
-def normalised_to_pixels(dets_xyxy_score: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """``[K, 5]`` xyxy normalised + score -> xyxy in the pixels of an ``h x w`` image."""
-    h, w = image_hw
-    return dets_xyxy_score * np.array([w, h, w, h, 1.0], dtype=dets_xyxy_score.dtype)
 
 
 def make_detect_fn(net, priors: PriorSpec, cfg: MultiScaleConfig) -> DetectFn:

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dainet.boxes.iou import iou_xyxy_np
+
 
 def iou_one_to_many_plus_one(box_xyxy: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
-    """IoU of one box ``[4]`` with ``boxes_xyxy [K, 4]`` (pixels, +1 convention) -> ``[K]``."""
-    inter_wh = np.clip(np.minimum(box_xyxy[2:], boxes_xyxy[:, 2:])
-                       - np.maximum(box_xyxy[:2], boxes_xyxy[:, :2]) + 1.0, 0.0, None)
-    inter = inter_wh[:, 0] * inter_wh[:, 1]
-    area_one = np.prod(box_xyxy[2:] - box_xyxy[:2] + 1.0)
-    areas = np.prod(boxes_xyxy[:, 2:] - boxes_xyxy[:, :2] + 1.0, axis=1)
-    return inter / (area_one + areas - inter)
+    """IoU of one box ``[4]`` with ``boxes_xyxy [K, 4]`` (pixels, +1 convention) -> ``[K]``
+    (:func:`~dainet.boxes.iou.iou_xyxy_np` with ``plus1``)."""
+    return iou_xyxy_np(np.asarray(box_xyxy)[None], boxes_xyxy, plus1=True)[0]
 
 
 def box_vote(dets_xyxy_score: np.ndarray, iou_thresh: float = 0.3, keep: int = 750) -> np.ndarray:

@@ -2,6 +2,8 @@
 
     <count>
     x1 y1 x2 y2        (count lines, xyxy pixels)
+
+Blank lines are skipped; ``\\r\\n`` line ends and a UTF-8 BOM are accepted.
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from dainet.errors import UserError
+from dainet.formats.images import IMAGE_SUFFIXES
+from dainet.formats.text import format_number, numbered_lines, parse_number_rows, read_text
 from dainet.utils.fileio import write_text
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")   # preferred first: DARK FACE ships png
 
 
 @dataclass
@@ -27,10 +29,10 @@ class DarkFaceItem:
 def parse_darkface_label(text: str, source: str = "<text>") -> np.ndarray:
     """Parse one label file; returns [n, 4] float64 xyxy pixels.
 
-    Errors (a non-integer count, a line that is not four numbers, a count that does
-    not match the number of box lines) name ``source`` and the 1-based line.
+    Errors (a non-integer count, a line that is not four finite numbers, a count that
+    does not match the number of box lines) name ``source`` and the 1-based line.
     """
-    rows = [(i, s) for i, s in enumerate((ln.strip() for ln in text.splitlines()), 1) if s]
+    rows = numbered_lines(text)
     if not rows:
         raise UserError(f"{source}:1: empty label file (expected a face count)")
     count_line, count_text = rows[0]
@@ -44,22 +46,18 @@ def parse_darkface_label(text: str, source: str = "<text>") -> np.ndarray:
         raise UserError(f"{source}:{where}: count {n} on line {count_line} does not match "
                         f"the {len(body)} box lines that follow")
     boxes = np.zeros((n, 4))
-    for k, (i, s) in enumerate(body):
-        tok = s.split()
-        try:
-            if len(tok) != 4:
-                raise ValueError
-            boxes[k] = [float(t) for t in tok]
-        except ValueError:
-            raise UserError(f"{source}:{i}: expected 'x1 y1 x2 y2', got {s!r}") from None
-    if not np.isfinite(boxes).all():
-        raise UserError(f"{source}: box coordinates must be finite")
+    for k, (i, s) in enumerate(body):   # one line at a time: the error names its line
+        boxes[k] = parse_number_rows([s], 4, source, i)[0]
     return boxes
 
 
+def read_darkface_label(path: str | Path) -> np.ndarray:
+    """``[n, 4]`` float64 xyxy pixels of one label file."""
+    return parse_darkface_label(read_text(path, "label file"), str(path))
+
+
 def format_darkface_label(boxes_xyxy: np.ndarray) -> str:
-    rows = [" ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in b)
-            for b in np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)]
+    rows = [" ".join(map(format_number, b)) for b in np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)]
     return "".join(f"{line}\n" for line in [str(len(rows))] + rows)
 
 
@@ -72,26 +70,35 @@ def _natural_key(path: Path):
     return (0, int(path.stem), "") if re.fullmatch(r"\d+", path.stem) else (1, 0, path.stem)
 
 
-def read_darkface(root: str | Path) -> list[DarkFaceItem]:
-    """Every label file under ``<root>/label`` (natural order) with its image under
-    ``<root>/image`` (same stem; png preferred). Images without a label file are not
-    listed (the unlabelled part of DARK FACE); a label without its image keeps the
-    ``.png`` path so the caller can report it as missing."""
-    root = Path(root)
-    label_dir, image_dir = root / "label", root / "image"
+def _label_files(label_dir: Path) -> list[Path]:
     if not label_dir.is_dir():
         raise UserError(f"{label_dir}: DARK FACE label folder not found")
+    return sorted(label_dir.glob("*.txt"), key=_natural_key)
+
+
+def read_darkface_labels(label_dir: str | Path) -> dict[str, np.ndarray]:
+    """{image stem: ``[G, 4]`` x1 y1 x2 y2} for every ``*.txt`` in ``label_dir`` (the
+    evaluated images: the label folder defines them)."""
+    label_dir = Path(label_dir)
+    labels = {p.stem: read_darkface_label(p) for p in _label_files(label_dir)}
+    if not labels:
+        raise UserError(f"{label_dir}: no label files (*.txt)")
+    return labels
+
+
+def read_darkface(root: str | Path) -> list[DarkFaceItem]:
+    """Every label file under ``<root>/label`` (natural order) with its image under
+    ``<root>/image`` (same stem; the first of ``IMAGE_SUFFIXES`` when several exist).
+    Images without a label file are not listed (the unlabelled part of DARK FACE); a
+    label without its image keeps the ``.png`` path so the caller can report it as
+    missing."""
+    root = Path(root)
+    label_dir, image_dir = root / "label", root / "image"
+    labels = _label_files(label_dir)
     files = [p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] \
         if image_dir.is_dir() else []
     images: dict[str, Path] = {}
     for p in sorted(files, key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
         images.setdefault(p.stem, p)
-    items = []
-    for label in sorted(label_dir.glob("*.txt"), key=_natural_key):
-        try:
-            text = label.read_bytes().decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{label}: cannot read label file ({exc})") from None
-        items.append(DarkFaceItem(images.get(label.stem, image_dir / f"{label.stem}.png"), label,
-                                  parse_darkface_label(text, str(label))))
-    return items
+    return [DarkFaceItem(images.get(label.stem, image_dir / f"{label.stem}.png"), label,
+                         read_darkface_label(label)) for label in labels]
