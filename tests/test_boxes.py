@@ -80,6 +80,16 @@ def test_iou_continuous_coordinates_and_batched():
     np.testing.assert_allclose(got, iou_xyxy_np(boxes_a, boxes_b), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("plus1", [False, True])
+def test_jittor_iou_shares_the_numpy_formula_and_convention(plus1):
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 300, (2, 6, 2))
+    a = np.concatenate([xy, xy + rng.uniform(0, 60, (2, 6, 2))], -1)
+    b = a[:, ::-1] + rng.uniform(-10, 10, a.shape)
+    np.testing.assert_allclose(iou_xyxy(jt.array(a), jt.array(b), plus1=plus1).numpy(),
+                               iou_xyxy_np(a, b, plus1=plus1), rtol=1e-5, atol=1e-7)
+
+
 def test_decode_inverts_encode():
     priors = make_priors((64, 64), STEPS, SIZES)
     rng = np.random.default_rng(1)

@@ -147,6 +147,26 @@ def test_images_without_faces_are_left_out_and_empty_samples_redrawn(tmp_path, c
         WiderFaceDataset(tmp_path / "tiny.txt", cfg, max_redraws=3)[0]
 
 
+def test_collate_is_pad_targets_of_face_rows():
+    from dainet.boxes.matcher import pad_targets
+
+    img = np.zeros((2, 2, 3), np.uint8)
+    boxes = [np.float32([[0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1]]), np.zeros((0, 4), np.float32)]
+    _, targets = collate_detection([(img, b) for b in boxes])
+    expected = pad_targets([np.concatenate([b, np.ones((len(b), 1), np.float32)], 1) for b in boxes])
+    np.testing.assert_array_equal(targets, expected)
+    assert targets.dtype == expected.dtype == np.float32 and (targets[1, :, 4] == PAD_LABEL).all()
+
+
+def test_list_lines_come_from_the_reader_blank_lines_and_bom_included(tmp_path, cfg):
+    good = write_scene(tmp_path / "a.png", 40, 40, [[5, 5, 20, 20]])
+    missing = ListEntry(str(tmp_path / "nope.jpg"), np.float32([[1, 1, 5, 5]]), np.ones(1, np.int64))
+    write_list(tmp_path / "m.txt", [good, missing])
+    (tmp_path / "m.txt").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "m.txt").read_bytes().replace(b"\n", b"\n\n"))
+    with pytest.raises(UserError, match=r"m.txt:3: image not found: .*nope.jpg"):
+        WiderFaceDataset(tmp_path / "m.txt", cfg)
+
+
 def test_missing_and_unreadable_images_name_the_list_line(tmp_path, cfg):
     good = write_scene(tmp_path / "a.png", 40, 40, [[5, 5, 20, 20]])
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")

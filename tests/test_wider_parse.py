@@ -171,6 +171,8 @@ def test_writer_reproduces_the_real_files(tmp_path, level):
      "event 0--A: file_list and face_bbx_list"),
     ({"event_list": np.zeros((2, 2)), "file_list": [["a"]], "face_bbx_list": [[np.zeros((1, 4), np.int32)]]},
      "event_list: expected a column cell array"),
+    ({"event_list": ["0--A"], "file_list": [["a"]], "face_bbx_list": [[np.zeros((2, 4), np.int32)]],
+      "blur_label_list": [[np.zeros((3, 1), np.uint8)]]}, "0--A/a: 2 boxes but attribute labels of another count"),
 ])
 def test_mat_reader_errors_name_the_file(tmp_path, variables, words):
     path = tmp_path / "wider_face_val.mat"

@@ -184,13 +184,16 @@ def read_wider_mat(path: str | Path, keep_placeholder: bool = False) -> list[Wid
     records = []
     for e, event in enumerate(events):
         for i, stem in enumerate(files[e]):
+            name = f"{event}/{_cell_str(stem, 'file_list', path)}"
             b = np.asarray(boxes[e][i], np.float64).reshape(-1, 4)
-            attrs = np.concatenate([np.zeros((len(b), 1)) if lab is None
-                                    else np.asarray(lab[e][i]).reshape(-1, 1) for lab in labels], 1)
+            cols = [np.zeros((len(b), 1)) if lab is None else np.asarray(lab[e][i]).reshape(-1, 1)
+                    for lab in labels]
+            if any(len(c) != len(b) for c in cols):
+                raise UserError(f"{path}: {name}: {len(b)} boxes but attribute labels of another count")
+            attrs = np.concatenate(cols, 1)
             if not keep_placeholder and len(b) == 1 and not b.any():
                 b, attrs = b[:0], attrs[:0]
-            records.append(WiderRecord(f"{event}/{_cell_str(stem, 'file_list', path)}.jpg", b,
-                                       attrs.astype(np.int64)))
+            records.append(WiderRecord(f"{name}.jpg", b, attrs.astype(np.int64)))
     return records
 
 
