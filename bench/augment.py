@@ -19,7 +19,7 @@ import numpy as np
 
 from dainet.data.augment import AugmentConfig
 from dainet.data.dataset import WiderFaceDataset
-from dainet.data.lists import ListEntry, write_list
+from dainet.formats.lists import ListEntry, write_list
 from dainet.params import load_params
 
 

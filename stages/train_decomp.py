@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     import jittor as jt
 
     from dainet.data.darkisp import DarkISPConfig
-    from dainet.data.lists import read_list
-    from dainet.inference.images import read_image
+    from dainet.formats.lists import read_list
+    from dainet.formats.images import read_image
     from dainet.models.decomp import build_decomposer
     from dainet.models.init import init_weights
     from dainet.training.decomp import DecompTrainConfig, decomposition_preview, train_decomposer

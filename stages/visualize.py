@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     # imported only now: Jittor loads (and on a fresh machine compiles) after the params passed
     import numpy as np
 
-    from dainet.data.lists import read_list
-    from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
+    from dainet.formats.lists import read_list
+    from dainet.formats.images import read_image
+    from dainet.inference import MultiScaleConfig, multi_scale_detect
     from dainet.inference.predictor import (PriorSpec, feature_maps, load_detector, make_detect_fn,
                                             reflectance, select_device)
     from dainet.inference.visual import draw_detections, feature_grid, reflectance_picture, side_by_side

@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from dainet.errors import UserError
+from dainet.formats.images import ImageReadError, read_image
+from dainet.formats.predictions import wider_prediction_text, write_darkface_prediction, write_wider_prediction
 from dainet.inference import (
-    ImageReadError, MultiScaleConfig, ScalePass, box_vote, detect_at_scale, keep_by_size,
-    max_shrink, multi_scale_detect, plan_passes, read_image, wider_prediction_text,
-    write_darkface_prediction, write_wider_prediction,
+    MultiScaleConfig, ScalePass, box_vote, detect_at_scale, keep_by_size, max_shrink,
+    multi_scale_detect, plan_passes,
 )
 from dainet.inference.multiscale import KEEP_ALL, KEEP_LARGE, KEEP_SMALL
 from dainet.params import ParamError, Section

@@ -32,10 +32,10 @@ EASY = {  # big, clear faces on small images, no distractors, occlusion or blur
 def test_a_few_dozen_iterations_detect_a_face(tmp_path):
     import dainet  # noqa: F401
     from dainet.boxes.iou import iou_xyxy_np
-    from dainet.data.lists import read_list
+    from dainet.formats.lists import read_list
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
-    from dainet.inference.images import read_image
+    from dainet.formats.images import read_image
     from dainet.inference.multiscale import MultiScaleConfig
     from dainet.inference.predictor import PriorSpec, load_detector, make_detect_fn
     from dainet.params import load_params

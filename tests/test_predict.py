@@ -17,7 +17,8 @@ import jittor as jt
 from dainet.boxes.convert import normalised_to_pixels
 from dainet.errors import UserError
 from dainet.evaluation import read_darkface_predictions, read_wider_predictions
-from dainet.inference import MultiScaleConfig, multi_scale_detect, read_image
+from dainet.formats.images import read_image
+from dainet.inference import MultiScaleConfig, multi_scale_detect
 from dainet.inference.predictor import (PriorSpec, check_unique_outputs, folder_images, load_detector,
                                         make_detect_fn, predict_images,
                                         prediction_key)

@@ -2,8 +2,7 @@
 ``[H, W, 3]``, or a clear :class:`ImageReadError` naming the file.
 
 Training (:mod:`dainet.data.dataset`, the decomposition stage), prediction and the
-image check of the ``prepare`` stage all go through this module (also importable as
-``dainet.inference.images``), so an image that
+image check of the ``prepare`` stage all go through this module, so an image that
 ``prepare`` accepts is one that training and prediction can read, and every stage
 sees the same pixels.
 

@@ -28,12 +28,6 @@ import numpy as np
 from dainet.boxes.iou import iou_xyxy_np
 
 
-def iou_one_to_many_plus_one(box_xyxy: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
-    """IoU of one box ``[4]`` with ``boxes_xyxy [K, 4]`` (pixels, +1 convention) -> ``[K]``
-    (:func:`~dainet.boxes.iou.iou_xyxy_np` with ``plus1``)."""
-    return iou_xyxy_np(np.asarray(box_xyxy)[None], boxes_xyxy, plus1=True)[0]
-
-
 def box_vote(dets_xyxy_score: np.ndarray, iou_thresh: float = 0.3, keep: int = 750) -> np.ndarray:
     """Merge overlapping detections; ``[K, 5]`` (x1, y1, x2, y2 pixels, score) -> ``[M, 5]``.
 
@@ -47,7 +41,7 @@ def box_vote(dets_xyxy_score: np.ndarray, iou_thresh: float = 0.3, keep: int = 7
     rest = dets[np.argsort(-dets[:, 4], kind="stable")]
     merged = []
     while len(rest) and len(merged) < keep:
-        in_cluster = iou_one_to_many_plus_one(rest[0, :4], rest[:, :4]) >= iou_thresh
+        in_cluster = iou_xyxy_np(rest[:1, :4], rest[:, :4], plus1=True)[0] >= iou_thresh
         in_cluster[0] = True
         cluster, rest = rest[in_cluster], rest[~in_cluster]
         if len(cluster) < 2:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from dainet.data.darkisp import DarkISPConfig, darken_batch
 from dainet.errors import UserError
-from dainet.inference.images import read_image
+from dainet.formats.images import read_image
 from dainet.losses.retinex import decomposition_loss
 from dainet.params import Section
 
