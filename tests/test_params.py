@@ -341,3 +341,31 @@ def test_stage_with_bad_params_fails_in_one_line_before_importing_jittor(tmp_pat
     assert not [line for line in imports if "jittor" in line]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["params.yaml"]        # nothing written
     assert seconds < 10, f"{stage}: {seconds:.1f} s to refuse a bad params file"
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_profiles_differ_only_in_the_keys_the_readme_lists():
+    """README's key-by-key table is the whole difference of params.yaml and params/wider.yaml."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    table = text.split("<!-- profile-diff:begin -->")[1].split("<!-- profile-diff:end -->")[0]
+    listed = {}
+    for row in table.strip().splitlines()[2:]:
+        key, sample, paper = (c.strip().strip("`") for c in row.strip("|").split("|")[:3])
+        listed[key] = (parse_yaml(sample, "README.md"), parse_yaml(paper, "README.md"))
+    sample = _flat(parse_yaml((root / "params.yaml").read_text(), "params.yaml"))
+    paper = _flat(parse_yaml((root / "params" / "wider.yaml").read_text(), "params/wider.yaml"))
+    assert list(sample) == list(paper), "the two profiles hold the same keys in the same order"
+    differ = {k: (sample[k], paper[k]) for k in sample if sample[k] != paper[k]}
+    assert set(listed) == set(differ), (sorted(set(listed) ^ set(differ)))
+    for k, values in differ.items():
+        assert listed[k] == values, f"README says {k}: {listed[k]}, the files hold {values}"
