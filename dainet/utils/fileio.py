@@ -1,14 +1,22 @@
 """Atomic file writes: a temp file in the same folder, then ``os.replace``.
 
-An interrupted run never leaves a half-written checkpoint, metric or list file.
+An interrupted run never leaves a half-written checkpoint, metric or list file. A
+kill between the two steps can leave the temp file itself behind; its name follows
+:data:`TEMP_NAME` (``.<target name>.<8 random characters>.tmp``), so a later run can
+remove what an earlier one left (:func:`remove_stale_temps`).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import tempfile
 from pathlib import Path
+
+# The names mkstemp gives our temp files: prefix ".<name>.", 8 characters, suffix ".tmp".
+TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def _umask() -> int:
@@ -34,9 +42,36 @@ def atomic_path(path: str | Path):
         raise
 
 
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temp files :func:`atomic_path` left below ``folder`` (a killed writer's); returns them.
+
+    Only for folders no other process is writing into at the moment (e.g. at the start
+    of the run that owns them).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.rglob(".*.tmp")):
+        if TEMP_NAME.match(p.name) and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` and flush it to the OS (not atomic: a log's next line; its readers cope with a torn tail)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -44,8 +79,22 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def finite_or_none(obj):
+    """``obj`` with every NaN or infinite float (nested in dicts, lists, tuples) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (RFC 8259): a non-finite float -- e.g. a best validation loss when no
+    validation ran -- is written as ``null``, never as the ``NaN`` / ``Infinity`` that
+    Python's json would emit and other readers (jq, JavaScript, DVC Studio) reject."""
+    write_text(path, json.dumps(finite_or_none(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_image(path: str | Path, rgb) -> None:
