@@ -22,6 +22,10 @@ compress) of::
     checkpoint.json   {"format": "dainet-checkpoint", "version": 1, "tree": <state>}
     arrays/<n>.npy    one array each (numpy's .npy format), n in order of appearance
 
+Byte-reproducible: every member carries the same fixed timestamp (1980-01-01, the zip
+epoch), mode 0644 and host system, in order of appearance, so the same state written
+twice -- a second later or a year later -- gives the same bytes (and the same DVC hash).
+
 ``jt.save`` writes a pickle, and loading any pickle runs what it names; making that
 safe needs an allowlist tied to numpy internals (``numpy.core.multiarray._reconstruct``
 moved to ``numpy._core`` in numpy 2). Here arrays are read by
@@ -55,6 +59,16 @@ FORMAT_VERSION = 1
 META_MEMBER = "checkpoint.json"
 ARRAY_DIR = "arrays/"
 TAGS = ("__ndarray__", "__scalar__", "__tuple__", "__items__")
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # not the clock: equal states give equal files
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip entry with fixed metadata (time, permissions, host) and no compression."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    info.create_system = 3               # Unix, whatever the writing host
+    info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+    return info
 
 
 def _as_array(value) -> np.ndarray | None:
@@ -78,7 +92,7 @@ class _Writer:
             raise TypeError(f"checkpoint value {where}: object arrays cannot be stored")
         member = f"{ARRAY_DIR}{self.count:06d}.npy"
         self.count += 1
-        with self.zf.open(member, "w", force_zip64=True) as fh:
+        with self.zf.open(_member(member), "w", force_zip64=True) as fh:
             np.lib.format.write_array(fh, arr, allow_pickle=False)
         return member
 
@@ -123,7 +137,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             tree = _Writer(zf).encode(state, "state")
             meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "tree": tree}
-            zf.writestr(META_MEMBER, json.dumps(meta, allow_nan=True))
+            zf.writestr(_member(META_MEMBER), json.dumps(meta, allow_nan=True))
 
 
 class _Reader:
