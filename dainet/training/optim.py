@@ -83,20 +83,29 @@ def optimizer_state(opt: jt.optim.Optimizer) -> dict:
 
 
 def load_optimizer_state(opt: jt.optim.Optimizer, state: dict, source: str) -> None:
-    groups = state["groups"]
-    keys = [tuple(k for k in _BUFFERS if k in pg) for pg in opt.param_groups]
-    if len(groups) != len(opt.param_groups) or any(
+    """Put :func:`optimizer_state` back; everything is checked first, so a misfit changes nothing."""
+    try:
+        groups = state["groups"]
+        keys = [tuple(k for k in _BUFFERS if k in pg) for pg in opt.param_groups]
+        fits = len(groups) == len(opt.param_groups) and not any(
             tuple(k for k in _BUFFERS if k in g) != ks or any(len(g[k]) != len(pg[k]) for k in ks)
-            for g, pg, ks in zip(groups, opt.param_groups, keys)):
+            for g, pg, ks in zip(groups, opt.param_groups, keys))
+        lr, n_step = float(state["lr"]), int(state.get("n_step", 0))
+        group_lrs = [float(g["lr"]) for g in groups]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise WeightError(f"{source}: optimiser state is malformed") from None
+    if not fits:
         raise WeightError(f"{source}: optimiser state does not fit this model and optimiser "
                           f"(different method, width or train.optimizer?)")
-    opt.lr = state["lr"]
-    opt.n_step = int(state.get("n_step", 0))
     for g, pg, ks in zip(groups, opt.param_groups, keys):
-        pg["lr"] = g["lr"]
         for key in ks:
             for v, arr in zip(pg[key], g[key]):
                 if tuple(v.shape) != tuple(np.shape(arr)):
                     raise WeightError(f"{source}: optimiser buffer of shape {np.shape(arr)} "
                                       f"does not fit a parameter of shape {tuple(v.shape)}")
+    opt.lr, opt.n_step = lr, n_step
+    for g, pg, ks, glr in zip(groups, opt.param_groups, keys, group_lrs):
+        pg["lr"] = glr
+        for key in ks:
+            for v, arr in zip(pg[key], g[key]):
                 v.update(jt.array(arr).stop_grad())
