@@ -5,43 +5,36 @@
         --checkpoints data/train --out data/weights/model.ckpt \
         --metrics metrics/train.json --plots plots/train [--params params.yaml]
 
-Resumable: ``--checkpoints`` (a DVC ``persist`` output) holds ``last.ckpt`` with the
-weights, momentum, counters and log history; re-running after an interruption
-continues from it when it was written with the same params and input weights.
+Resumable: ``--checkpoints`` (a DVC ``persist`` output) holds one folder per run,
+``<fingerprint>/`` -- the hash of what decides the optimisation path: the params that
+shape it (not the log / picture / checkpoint intervals, device or workers; ``max_iter``
+only under the cosine schedule), the input weights and lists, the process count --
+with ``last.ckpt`` (weights, momentum, counters) and ``prev.ckpt`` before it,
+``iter_<n>.ckpt``, ``best.ckpt`` and the log history (see
+:class:`dainet.training.joint.Checkpoints`). Re-running after an interruption continues
+the run of these params; a raised ``max_iter`` continues it too. SIGTERM or Ctrl-C
+finish the current iteration, save ``last.ckpt`` and exit with status 143 / 130.
 Multi-GPU: ``mpirun -np N python stages/train.py ...`` (Jittor MPI; rank 0 writes).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 
-import dainet  # noqa: F401  (Jittor set-up before jittor)
-import jittor as jt
-
 from dainet.cli import run
-from dainet.data.augment import AugmentConfig
-from dainet.data.darkisp import DarkISPConfig
-from dainet.data.dataset import ValDataset, WiderFaceDataset
 from dainet.errors import UserError
-from dainet.models import build_model
-from dainet.models.decomp import build_decomposer
 from dainet.params import load_params
-from dainet.training.joint import (Checkpoints, StepLosses, TrainConfig, file_digest, fingerprint, fit,
-                                   use_device)
-from dainet.training.logging import TrainLogger
-from dainet.training.optim import make_optimizer
-from dainet.training.schedule import scaled_lr
-from dainet.utils.fileio import write_json
-from dainet.weights import load_into
-from dainet.weights.checkpoint import load_checkpoint, save_checkpoint
 
 
 class EpochBatches:
     """``(epoch, b) -> batch b of epoch``, restarting the dataset only when the order jumps."""
 
-    def __init__(self, dataset: WiderFaceDataset):
+    def __init__(self, dataset):  # a WiderFaceDataset
         self.ds, self.epoch, self.next_b, self.it = dataset, None, None, None
 
     def __call__(self, epoch: int, b: int):
@@ -62,6 +55,24 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
+    # Jittor (and every module that imports it) only now: bad params fail before it compiles anything
+    import dainet  # noqa: F401  (Jittor set-up before jittor)
+    import jittor as jt
+
+    from dainet.data.augment import AugmentConfig
+    from dainet.data.darkisp import DarkISPConfig
+    from dainet.data.dataset import ValDataset, WiderFaceDataset
+    from dainet.models import build_model
+    from dainet.models.decomp import build_decomposer
+    from dainet.training.joint import (Checkpoints, StepLosses, StopSignals, TrainConfig, file_digest,
+                                       fingerprint, fit, path_params, use_device)
+    from dainet.training.logging import TrainLogger
+    from dainet.training.optim import make_optimizer
+    from dainet.training.schedule import scaled_lr, total_iterations
+    from dainet.utils.fileio import atomic_path, write_json
+    from dainet.weights import load_into
+    from dainet.weights.checkpoint import load_checkpoint, save_checkpoint
+
     sec, aug_sec = params.section("train"), params.section("augment")
     cfg = TrainConfig.from_params(sec, aug_sec)
     device = use_device(cfg.device)
@@ -96,42 +107,53 @@ def main(argv=None) -> int:
                          cfg.train_l2norm)
     step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
                       params.section("priors"))
-    key = fingerprint({s: params.section(s).to_dict() for s in ("train", "model", "priors", "darkisp", "augment")},
+    total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
+    # the validation list picks the best model, part of the resumed state
+    key = fingerprint(path_params(sec.to_dict(), total),
+                      {s: params.section(s).to_dict() for s in ("model", "priors", "darkisp", "augment")},
                       file_digest(args.init), file_digest(args.decomp) if cfg.reflectance else "",
-                      file_digest(args.train_list), world)
+                      file_digest(args.train_list), file_digest(args.val_list), world)
     ckpts = Checkpoints(args.checkpoints, key)
-    best_path = Path(args.checkpoints) / "best.ckpt"
     plots = Path(args.plots)
-    logger = TrainLogger(plots / "live", plots / "loss.csv", enabled=is_main)
+    if is_main:
+        ckpts.prepare()
+    logger = TrainLogger(plots / "live", plots / "loss.csv", ckpts.history, enabled=is_main)
 
     def save_best():
-        save_checkpoint(best_path, {"model": net.state_dict(), "method": cfg.method})
+        save_checkpoint(ckpts.best, {"model": net.state_dict(), "method": cfg.method})
 
     t0 = time.perf_counter()
-    val_batches = lambda: list(val_ds)  # noqa: E731
     state = None
     try:
-        state = fit(net, opt, step, cfg, EpochBatches(train_ds), iters_per_epoch, val_batches, ckpts,
-                    logger, base_lr, is_main=is_main, on_best=save_best, stop_after=args.stop_after)
+        with StopSignals() as signals:
+            state = fit(net, opt, step, cfg, EpochBatches(train_ds), iters_per_epoch, lambda: val_ds, ckpts,
+                        logger, base_lr, is_main=is_main, on_best=save_best, stop_after=args.stop_after,
+                        signals=signals)
     finally:
         logger.close()
+    if state.stopped_by is not None:
+        if is_main:
+            print(f"train: stopped by {signal.Signals(state.stopped_by).name} after iteration {state.iteration}; "
+                  f"{ckpts.last} holds it, run the stage again to continue", file=sys.stderr)
+        return 128 + state.stopped_by
     if not is_main:
         return 0
-    if args.stop_after is not None and state.iteration < cfg.max_iter and state.iteration == args.stop_after:
+    if args.stop_after is not None and state.iteration < total and state.iteration == args.stop_after:
         print(f"train: stopped after iteration {state.iteration} as asked")
-    if not best_path.exists():  # resumed after the best was chosen and the file went missing
+    if not ckpts.best.exists():  # resumed after the best was chosen and the file went missing
         save_best()
-    shutil.copyfile(best_path, Path(args.out).with_suffix(".tmp"))
-    Path(args.out).with_suffix(".tmp").replace(args.out)
-    rows = state.history
+    with atomic_path(args.out) as tmp:
+        shutil.copyfile(ckpts.best, tmp)
     seconds = time.perf_counter() - t0
-    final = rows[-1] if rows else {}
+    final = state.last_row
     write_json(args.metrics, {
         "method": cfg.method, "device": device, "processes": world,
         "iterations": state.iteration, "epochs": state.iteration / iters_per_epoch,
         **{f"final_{k}": round(v, 6) for k, v in final.items() if k not in ("iteration", "epoch", "lr", "images_per_s")},
-        "best_val_loss": round(state.best_val, 6), "best_iteration": state.best_iteration,
-        "images_per_s": round(sum(r["images_per_s"] for r in rows) / max(len(rows), 1), 3),
+        # null when no validation ran
+        "best_val_loss": round(state.best_val, 6) if math.isfinite(state.best_val) else None,
+        "best_iteration": state.best_iteration,
+        "images_per_s": round(state.images_per_s_sum / max(state.log_rows, 1), 3),
         "seconds_this_run": round(seconds, 1),
     })
     print(f"train: {cfg.method} {state.iteration} iterations on {device}; best val loss "

@@ -10,10 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import jittor as jt
 import numpy as np
@@ -26,11 +31,13 @@ from dainet.params import Section
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.training.optim import OPTIMIZERS, load_optimizer_state, optimizer_state, set_lr
 from dainet.training.schedule import scheduled_lr, total_iterations
-from dainet.weights.checkpoint import load_checkpoint, save_checkpoint
+from dainet.utils.fileio import remove_stale_temps
+from dainet.weights import WeightError
+from dainet.weights.checkpoint import load_checkpoint, load_into, save_checkpoint
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; nothing non-finite is saved, the last good checkpoint is kept."""
 
 
 @dataclass(frozen=True)
@@ -160,9 +167,11 @@ class StepLosses:
         return terms, {"clean": light, "dark": dark, "R_dark": out["R_dark"], "R_light": out["R_light"]}
 
 
-def validation_loss(net, batches, step: StepLosses, seed: int) -> float:
+def validation_loss(net, batches: Iterable, step: StepLosses, seed: int) -> float:
     """Mean second-shot loss (loc2 + conf2) on darkened validation images (spec §9).
 
+    ``batches`` is read one batch at a time (a dataset, a generator): memory holds one
+    batch, not the validation set (the paper's 3,226 images at 640 px would be ~16 GB).
     The darkening of validation batch ``i`` is seeded by (seed, i): the same images every epoch.
     """
     net.eval()
@@ -188,6 +197,34 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+# Params `train` keys that do not change the optimisation path: how often to log, save
+# pictures and checkpoints, where to run, how many loader processes (every sample is
+# seeded by (seed, epoch, index) whatever the worker), and when to stop.
+NOT_ON_PATH = ("device", "num_workers", "log_every", "image_every", "checkpoint_every",
+               "max_iter", "max_epochs")
+# Keys that only one lr schedule reads.
+SCHEDULE_ONLY = {"step": ("lr_steps", "lr_gamma"), "cosine": ("lr_final_fraction",)}
+
+
+def path_params(train: dict, total: int) -> dict:
+    """The params `train` that decide the optimisation path up to any iteration: the resume key.
+
+    Left out (:data:`NOT_ON_PATH`): a run may be resumed with other log, picture or
+    checkpoint intervals, another device or worker count, and a raised ``max_iter`` /
+    ``max_epochs`` continues it -- except under the ``cosine`` schedule, whose lr at every
+    iteration depends on the total (:func:`~dainet.training.schedule.cosine_lr`): there the
+    total enters the key as ``schedule_total``, so another total is another run. The
+    ``step`` schedule does not depend on the total. Keys read only by the other schedule
+    are left out too.
+    """
+    schedule = train.get("lr_schedule")
+    other = [k for name, keys in SCHEDULE_ONLY.items() if name != schedule for k in keys]
+    key = {k: v for k, v in train.items() if k not in NOT_ON_PATH and k not in other}
+    if schedule == "cosine":
+        key["schedule_total"] = int(total)
+    return key
+
+
 def file_digest(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -198,69 +235,213 @@ def file_digest(path: str | Path) -> str:
 
 @dataclass
 class LoopState:
+    """Counters of the loop: bounded, whatever the number of iterations (the log rows
+    themselves are in the run's history file, see :mod:`dainet.training.logging`)."""
     iteration: int = 0
     best_val: float = math.inf
     best_iteration: int = -1
-    history: list = field(default_factory=list)      # logged rows (dicts), replayed on resume
-    val_history: list = field(default_factory=list)  # (epoch, iteration, val_loss)
+    val_history: list = field(default_factory=list)  # (epoch, iteration, val_loss): one per epoch end
+    log_rows: int = 0                # rows logged so far (the history rows this state covers)
+    last_row: dict = field(default_factory=dict)     # the latest logged row (final_* metrics)
+    images_per_s_sum: float = 0.0    # over the logged rows (the mean in the metrics)
+    stopped_by: int | None = None    # the signal that ended this session early, if one did
+
+
+RUN_NAME = re.compile(r"^[0-9a-f]{16}$")   # a run folder: the fingerprint
+KEEP_RUNS = 4   # run folders kept below the checkpoints root (the current one and 3 more)
 
 
 class Checkpoints:
-    """``last.ckpt`` (resumable: weights, momentum, counters, log history) + periodic copies."""
+    """The resumable state of one run, in ``<root>/<fingerprint>/``.
 
-    def __init__(self, folder: str | Path, key: str):
-        self.folder, self.key = Path(folder), key
-        self.last = self.folder / "last.ckpt"
+    ``last.ckpt`` (weights, optimiser buffers, loop counters) is written at every epoch
+    end, every ``train.checkpoint_every`` iterations and when a signal stops the run;
+    the one it replaces becomes ``prev.ckpt`` (the fallback when ``last.ckpt`` is found
+    corrupt). Also there: ``iter_<n>.ckpt`` (weights at every ``checkpoint_every``, spec
+    §9), ``best.ckpt`` (the best by validation loss) and ``history.jsonl`` (the logged
+    rows). Runs of other params or weights have their own folders, so switching params
+    back resumes the earlier run; the :data:`KEEP_RUNS` most recently used run folders
+    are kept, older ones removed at the start of a run.
+    """
+
+    def __init__(self, root: str | Path, key: str):
+        self.root, self.key = Path(root), key
+        self.folder = self.root / key
+        self.last, self.prev = self.folder / "last.ckpt", self.folder / "prev.ckpt"
+        self.best, self.history = self.folder / "best.ckpt", self.folder / "history.jsonl"
+        self.saved_at: int | None = None   # the iteration last.ckpt holds (None: none written or read)
+
+    def prepare(self) -> None:
+        """At the start of the run (the writing process only): create the run folder, drop
+        temp files a killed writer left below the root and run folders beyond :data:`KEEP_RUNS`."""
+        for p in remove_stale_temps(self.root):
+            print(f"train: removed {p}, left by an interrupted write")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        os.utime(self.folder)   # most recently used
+        runs = sorted((d for d in self.root.iterdir() if d.is_dir() and RUN_NAME.match(d.name)),
+                      key=lambda d: d.stat().st_mtime, reverse=True)
+        for old in [d for d in runs if d != self.folder][KEEP_RUNS - 1:]:
+            shutil.rmtree(old, ignore_errors=True)
+            print(f"train: removed {old}, the state of an older run (the {KEEP_RUNS} most recent runs are kept)")
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_suffix(".corrupt")
+        os.replace(path, aside)
+        print(f"train: {path} {why}; set aside as {aside}")
+
+    def _read(self, path: Path, net, opt) -> LoopState:
+        """The state in ``path``, put into ``net`` and ``opt`` (``WeightError`` when unusable:
+        nothing is changed then, every part being checked before anything is loaded)."""
+        ck = load_checkpoint(path)
+        if ck.get("fingerprint") != self.key:
+            raise WeightError(f"{path}: holds the state of other params or weights")
+        try:
+            state = LoopState(**ck["loop"])
+            model, optim = ck["model"], ck["optimizer"]
+        except (KeyError, TypeError) as exc:
+            raise WeightError(f"{path}: incomplete resumable state ({exc})") from None
+        load_into(net, model, str(path))   # checks every name and shape first
+        load_optimizer_state(opt, optim, str(path))   # idem
+        state.stopped_by = None
+        return state
 
     def load(self, net, opt) -> LoopState | None:
-        """The saved state when it belongs to this run's params, else None (start over)."""
-        if not self.last.exists():
-            return None
-        ck = load_checkpoint(self.last)
-        if ck.get("fingerprint") != self.key:
-            print(f"train: {self.last} was written with other params or weights; starting over")
-            return None
-        from dainet.weights.checkpoint import load_into
-        load_into(net, ck["model"], str(self.last))
-        load_optimizer_state(opt, ck["optimizer"], str(self.last))
-        return LoopState(**ck["loop"])
+        """The saved state of this run (``last.ckpt``, else ``prev.ckpt``), or None: start over."""
+        tried = []
+        for path in (self.last, self.prev):
+            if not path.exists():
+                continue
+            try:
+                state = self._read(path, net, opt)
+            except WeightError as exc:
+                self._set_aside(path, f"cannot be resumed ({str(exc).removeprefix(f'{path}: ')})")
+                tried.append(path.name)
+                continue
+            self.saved_at = state.iteration
+            print(f"train: resuming {path} at iteration {state.iteration}"
+                  + (f" ({' and '.join(tried)} set aside)" if tried else ""))
+            return state
+        if tried:
+            print(f"train: no usable resumable state in {self.folder} ({' and '.join(tried)} set aside "
+                  "as *.corrupt); starting over")
+        elif any(d.is_dir() and RUN_NAME.match(d.name) and d.name != self.key for d in self.root.iterdir()):
+            print(f"train: {self.root} holds only runs of other params or weights; starting over in {self.folder}")
+        return None
 
-    def save(self, net, opt, state: LoopState, periodic: bool) -> None:
+    def save(self, net, opt, state: LoopState, periodic: bool, buffers: dict | None = None) -> None:
+        """Write ``last.ckpt`` (the previous one becomes ``prev.ckpt``); refuses non-finite weights.
+
+        ``buffers`` (:func:`buffer_state`) replaces what the model holds besides its trained
+        weights (BatchNorm statistics), when those were read earlier than the weights."""
+        arrays = {k: v.numpy() for k, v in net.state_dict().items()}
+        if buffers is not None:
+            arrays.update(buffers)
+        bad = [k for k, a in arrays.items() if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all()]
+        if bad:   # the loss was finite, the update was not
+            raise TrainingDiverged(
+                f"weights became non-finite in the step of iteration {state.iteration} ({len(bad)} "
+                f"tensors, e.g. {bad[0]}; the loss was finite) and were not saved; {self.kept()}. "
+                "Lower train.lr or check the data")
         self.folder.mkdir(parents=True, exist_ok=True)
-        payload = {"fingerprint": self.key, "model": net.state_dict(), "optimizer": optimizer_state(opt),
+        payload = {"fingerprint": self.key, "model": arrays, "optimizer": optimizer_state(opt),
                    "loop": asdict(state)}
+        if self.last.exists():
+            os.replace(self.last, self.prev)
         save_checkpoint(self.last, payload)
+        self.saved_at = state.iteration
         if periodic:
             save_checkpoint(self.folder / f"iter_{state.iteration:07d}.ckpt",
-                            {"model": payload["model"], "iteration": state.iteration})
+                            {"model": arrays, "iteration": state.iteration, "fingerprint": self.key})
+
+    def kept(self) -> str:
+        """What a diverged run leaves: the phrase for its message."""
+        if self.saved_at is None or not self.last.exists():
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {self.last} (iteration {self.saved_at}) is kept"
 
 
-def check_finite(values: dict[str, float], iteration: int, last_ckpt: Path) -> None:
+def trained_weights(opt) -> list:
+    """The weights ``opt`` updates (those ``opt.backward`` syncs before computing gradients)."""
+    return [p for pg in opt.param_groups for p in pg["params"] if not p.is_stop_grad()]
+
+
+def buffer_state(net, opt) -> dict:
+    """``{name: array}`` of the model state that is not a trained weight (BatchNorm statistics)."""
+    trained = {id(p) for p in trained_weights(opt)}
+    return {k: v.numpy() for k, v in net.state_dict().items() if id(v) not in trained}
+
+
+def check_finite(values: dict[str, float], iteration: int, checkpoints: Checkpoints) -> None:
+    """A non-finite loss term stops the run before its update reaches the weights
+    (``iteration`` counts from 1, as the logged rows)."""
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
-        kept = f"the last good checkpoint {last_ckpt} is kept" if last_ckpt.exists() else \
-            "no checkpoint had been written yet"
         raise TrainingDiverged(
-            f"loss became non-finite at iteration {iteration} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-            f"{kept}. Lower train.lr or check the data")
+            f"loss became non-finite at iteration {iteration} "
+            f"({', '.join(f'{k}={v}' for k, v in bad.items())}); {checkpoints.kept()}. "
+            "Lower train.lr or check the data")
+
+
+class StopSignals:
+    """SIGTERM and SIGINT (Ctrl-C) during training ask the loop to stop at its next safe
+    point: the current iteration completes, ``last.ckpt`` is written, the run ends
+    (``stopped_by``). A second signal of either kind interrupts at once (SIGINT:
+    ``KeyboardInterrupt``; SIGTERM: exit status 143). Installed only from the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
 
 
 def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[int, int], tuple],
-        iters_per_epoch: int, val_batches: Callable[[], list], checkpoints: Checkpoints,
+        iters_per_epoch: int, val_batches: Callable[[], Iterable], checkpoints: Checkpoints,
         logger, base_lr: float, is_main: bool = True, on_best: Callable[[], None] | None = None,
-        stop_after: int | None = None) -> LoopState:
+        stop_after: int | None = None, signals: StopSignals | None = None) -> LoopState:
     """The training loop.
 
     ``train_batches(epoch, b)`` -> (images float32 [N, 3, S, S], targets [N, G, 5]) of batch
-    ``b`` of ``epoch``; ``val_batches()`` -> list of such pairs; ``logger`` has
-    ``row(dict)``, ``images(iteration, dict)`` and ``progress``; ``on_best`` saves the best
-    model. ``stop_after`` ends the loop early after that iteration (tests of resuming).
+    ``b`` of ``epoch``; ``val_batches()`` -> an iterable of such pairs, read one at a time;
+    ``logger`` has ``resume(n_rows, val_history)``, ``row(dict)``, ``images(iteration, dict)``,
+    ``val(iteration, loss)`` and ``progress``; ``on_best`` saves the best model.
+    ``stop_after`` ends the loop early after that iteration (tests of resuming);
+    ``signals`` (:class:`StopSignals`) ends it after the iteration a signal arrived in,
+    with ``state.stopped_by`` set.
     """
     state = checkpoints.load(net, opt) or LoopState()
     total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
-    logger.replay(state.history)
+    if state.iteration > total:
+        raise UserError(f"{checkpoints.last} is at iteration {state.iteration}, past this run's {total} "
+                        f"(train.max_iter {cfg.max_iter}, train.max_epochs {cfg.max_epochs}); raise them, "
+                        f"or move {checkpoints.folder} away to train from scratch")
+    if is_main:
+        found = logger.resume(state.log_rows, state.val_history)
+        if found < state.log_rows:
+            print(f"train: {checkpoints.history} holds {found} of the {state.log_rows} logged rows; "
+                  "the curves miss the others")
     bar = logger.progress(total=total, initial=state.iteration)
-    window_t, window_n, last_vals = time.perf_counter(), 0, {}
+    window_t, window_n = time.perf_counter(), 0
+    held = None   # a signal came: the buffers to save at the top of the next iteration
     while state.iteration < total:
         it = state.iteration
         epoch, b = divmod(it, iters_per_epoch)
@@ -270,24 +451,44 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
         set_lr(opt, lr)
         terms, pictures = step(jt.array(images), jt.array(targets), np.random.default_rng([cfg.seed, it]),
                                clean_only=it < cfg.clean_warmup_iters)
+        # What opt.backward() runs first: the previous update, with this forward pending. Done
+        # here, a stop saves the weights as an uninterrupted run computes them: Jittor's float32
+        # rounding depends on where its lazy graph is cut (saving at the end of the iteration
+        # instead changes the low bits of later steps, measured) -- and also on its allocator's
+        # history (memory alignment), so a resumed run is bit-identical in the tested cases and
+        # otherwise equal to float32 rounding.
+        jt.sync(trained_weights(opt))
+        if held is not None:
+            if is_main:
+                checkpoints.save(net, opt, state, periodic=False, buffers=held)
+            state.stopped_by = signals.signum
+            break
         loss = total_loss(terms)
         opt.backward(loss)
         opt.clip_grad_norm(cfg.clip_grad_norm, 2)
         opt.step()
+        # Jittor is lazy: the lines above only build the update; it runs when the weights are
+        # next read. The loss is read here, before that, so a non-finite loss stops the run
+        # with the update never applied (reading it before opt.step(), or reading the gradient
+        # norm, cuts the graph differently and changes the float32 rounding of the sample's
+        # later steps, measured). A finite loss whose update is not finite (e.g. 0 * inf in a gradient,
+        # an lr overflowing float32) is caught where the weights are read: by the next
+        # iteration's loss, and by Checkpoints.save, which never writes them.
         values = {k: float(v.item()) for k, v in terms.items()}
         values["total"] = float(sum(values.values()))
-        check_finite(values, it, checkpoints.last)
+        check_finite(values, it + 1, checkpoints)
         state.iteration = it + 1
         window_n += len(images)
         bar.update(1)
         bar.set_postfix(loss=f"{values['total']:.3f}", lr=f"{lr:.2e}")
-        last_vals = values
         if state.iteration % cfg.log_every == 0 or state.iteration == total:
             now = time.perf_counter()
             row = {"iteration": state.iteration, "epoch": epoch, **values, "lr": lr,
                    "images_per_s": window_n / max(now - window_t, 1e-9)}
             window_t, window_n = now, 0
-            state.history.append(row)
+            state.log_rows += 1
+            state.last_row = row
+            state.images_per_s_sum += row["images_per_s"]
             if is_main:
                 logger.row(row)
         if is_main and cfg.image_every > 0 and state.iteration % cfg.image_every == 0:
@@ -303,10 +504,15 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
                 if is_main and on_best is not None:
                     on_best()
         periodic = state.iteration % cfg.checkpoint_every == 0
-        if is_main and (periodic or epoch_end or state.iteration == total):
+        saved = periodic or epoch_end or state.iteration == total
+        if is_main and saved:
             checkpoints.save(net, opt, state, periodic)
-        if stop_after is not None and state.iteration >= stop_after:
+        if signals is not None and signals.signum is not None and state.iteration < total:
+            if saved:   # this iteration's checkpoint is the one to resume from
+                state.stopped_by = signals.signum
+                break
+            held = buffer_state(net, opt)   # the weights follow at the top of the next iteration
+        if stop_after is not None and state.iteration >= stop_after and held is None:
             break
     bar.close()
-    state.last_values = last_vals
     return state

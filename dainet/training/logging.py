@@ -3,18 +3,27 @@
 DVCLive writes ``<dir>/plots/metrics/<name>.tsv`` (one curve per loss term, read by
 ``dvc plots``) and ``<dir>/plots/images/*.png``; the CSV (``iteration, epoch, <terms>,
 total, lr, images_per_s``) holds all terms of a row in one file for a single plot.
-On resume the rows saved in the checkpoint are replayed, so the logs are continuous.
+
+Nothing here grows with the number of iterations: every row is appended (and flushed)
+to the CSV, to DVCLive's TSVs and to the run's *history* -- a JSON-lines file next to
+the resumable checkpoint, one row a line at full float precision -- and then
+forgotten. The checkpoint records only how many history rows it covers. On resume,
+:meth:`TrainLogger.resume` keeps that many rows of the history (the rows logged after
+the checkpoint, before the interruption, are replayed by the training itself), rewrites
+the CSV and DVCLive's curves from them once, and appending goes on: the files end up
+the same as those of an uninterrupted run (bar the measured ``images_per_s``).
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from dainet.utils.fileio import write_text
+from dainet.utils.fileio import append_text, write_text
 
 
 def to_uint8_image(x) -> np.ndarray:
@@ -30,12 +39,44 @@ def picture_row(pictures: dict, index: int = 0) -> np.ndarray:
     return np.concatenate([to_uint8_image(v[index]) for v in pictures.values()], axis=1)
 
 
+def read_history(path: str | Path, n_rows: int) -> list[dict]:
+    """The first ``n_rows`` rows of a history file (fewer when it is shorter or torn there)."""
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                if len(rows) == n_rows:
+                    break
+                try:
+                    row = json.loads(line)
+                except ValueError:   # a line torn by a kill: what follows is not trusted
+                    break
+                if not isinstance(row, dict):
+                    break
+                rows.append(row)
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def _csv_text(rows: list[dict], cols: list[str], header: bool) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    if header:
+        w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
 class TrainLogger:
-    def __init__(self, live_dir: str | Path, csv_path: str | Path, enabled: bool = True,
-                 show_progress: bool = True, prefix: str = "train"):
+    """``history_path``: the run's row history (next to its checkpoint, see the module docstring)."""
+
+    def __init__(self, live_dir: str | Path, csv_path: str | Path, history_path: str | Path,
+                 enabled: bool = True, show_progress: bool = True, prefix: str = "train"):
         self.enabled, self.show_progress, self.prefix = enabled, show_progress, prefix
-        self.csv_path = Path(csv_path)
-        self.rows: list[dict] = []
+        self.csv_path, self.history_path = Path(csv_path), Path(history_path)
+        self.cols: list[str] | None = None   # the CSV header, from the first row
         self.live = None
         if enabled:
             from dvclive import Live
@@ -46,19 +87,40 @@ class TrainLogger:
         return tqdm(total=total, initial=initial, desc=self.prefix, unit="it",
                     disable=not (self.enabled and self.show_progress), dynamic_ncols=True)
 
-    def replay(self, rows: list[dict]) -> None:
+    def resume(self, n_rows: int, val_history=()) -> int:
+        """Start the logs from the first ``n_rows`` history rows and ``val_history``
+        ``(epoch, iteration, loss)``; returns the rows found (fewer than ``n_rows`` when the
+        history file lost some: the curves then miss them, training is unaffected)."""
+        if not self.enabled:
+            return n_rows
+        rows = read_history(self.history_path, n_rows)
+        write_text(self.history_path, "".join(json.dumps(r) + "\n" for r in rows))
+        self.cols = list(rows[0].keys()) if rows else None
+        if rows:
+            write_text(self.csv_path, _csv_text(rows, self.cols, header=True))
+        elif self.csv_path.exists():
+            self.csv_path.unlink()          # a fresh run: the header comes with the first row
         for row in rows:
-            self.row(row)
+            self._live_row(row)
+        for _, iteration, loss in val_history:
+            self.val(iteration, loss)
+        return len(rows)
 
     def row(self, row: dict) -> None:
         if not self.enabled:
             return
-        self.rows.append(dict(row))
+        append_text(self.history_path, json.dumps(row) + "\n")
+        header = self.cols is None
+        if header:
+            self.cols = list(row.keys())
+        append_text(self.csv_path, _csv_text([row], self.cols, header=header))
+        self._live_row(row)
+
+    def _live_row(self, row: dict) -> None:
         self.live.step = int(row["iteration"])
         for k, v in row.items():
             if k not in ("iteration", "epoch"):
                 self.live.log_metric(f"{self.prefix}/{k}", float(v))
-        self._write_csv()
 
     def val(self, iteration: int, loss: float) -> None:
         if self.enabled:
@@ -68,15 +130,6 @@ class TrainLogger:
     def images(self, iteration: int, pictures: dict) -> None:
         if self.enabled and pictures:
             self.live.log_image(f"{self.prefix}_{iteration:07d}.png", picture_row(pictures))
-
-    def _write_csv(self) -> None:
-        cols = list(self.rows[0].keys())
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for r in self.rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        write_text(self.csv_path, buf.getvalue())
 
     def close(self) -> None:
         if self.live is not None:
