@@ -21,9 +21,11 @@ import dainet  # noqa: F401  (Jittor set-up before jittor)
 import jittor as jt
 import numpy as np
 
+from dainet.boxes.priors import both_shots
 from dainet.data.darkisp import DarkISPConfig
 from dainet.models import build_model
 from dainet.models.decomp import build_decomposer
+from dainet.models.config import ModelConfig
 from dainet.models.init import init_weights
 from dainet.params import Section, load_params
 from dainet.training.joint import StepLosses, TrainConfig
@@ -48,7 +50,7 @@ def make_step(params: Section, method: str, dsfd_input: str):
     opt = make_optimizer(net, cfg.optimizer, cfg.lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
                          cfg.train_l2norm)
     step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
-                      params.section("priors"))
+                      both_shots(params.section("priors"), ModelConfig.from_section(params.section("model"))))
     rng = np.random.default_rng(0)
     n, s = cfg.batch_size, cfg.image_size
     light = rng.random((n, 3, s, s), dtype=np.float32)

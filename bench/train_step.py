@@ -37,6 +37,8 @@ from dainet.training.joint import TrainConfig, StepLosses
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.training.optim import make_sgd
 from dainet.data.darkisp import DarkISPConfig
+from dainet.boxes.priors import both_shots
+from dainet.models.config import ModelConfig
 
 width, size, batch, steps, parts = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 decomp = int(sys.argv[7])
@@ -48,7 +50,8 @@ dec = init_weights(build_decomposer(p.section("model")), 0)
 for q in dec.parameters():
     q.stop_grad()
 opt = make_sgd(net, 1e-4, 0.1, 0.9, 5e-4)
-step = StepLosses(net, dec, cfg, DarkISPConfig.from_params(p.section("darkisp")), p.section("priors"))
+step = StepLosses(net, dec, cfg, DarkISPConfig.from_params(p.section("darkisp")),
+                  both_shots(p.section("priors"), ModelConfig.from_section(p.section("model"))))
 rng = np.random.default_rng(0)
 light_np = rng.random((batch, 3, size, size), dtype=np.float32)
 targets_np = np.array([[[0.1, 0.1, 0.3, 0.3, 1], [0.5, 0.5, 0.9, 0.8, 1]]] * batch, np.float32)

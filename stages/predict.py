@@ -54,10 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.single_scale:
         cfg = dataclasses.replace(cfg, single_scale=True)
     # Jittor compiles when it loads: only after the params have been read
-    from dainet.inference.predictor import (PriorSpec, check_skipped, folder_images, list_images,
+    from dainet.boxes.priors import PriorSpec
+    from dainet.models.config import ModelConfig
+    from dainet.inference.predictor import (check_skipped, folder_images, list_images,
                                             load_detector, make_detect_fn, predict_images, select_device)
 
-    priors = PriorSpec.second_shot(params.section("priors"))
+    priors = PriorSpec.from_params(params.section("priors"), ModelConfig.from_section(params.section("model")), shot=2)
     images = list_images(args.list) if args.list else folder_images(args.images)
 
     device = select_device()

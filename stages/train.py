@@ -59,7 +59,9 @@ def main(argv=None) -> int:
     import dainet  # noqa: F401  (Jittor set-up before jittor)
     import jittor as jt
 
+    from dainet.boxes.priors import both_shots
     from dainet.data.augment import AugmentConfig
+    from dainet.models.config import ModelConfig
     from dainet.data.darkisp import DarkISPConfig
     from dainet.data.dataset import ValDataset, WiderFaceDataset
     from dainet.models import build_model
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     opt = make_optimizer(net, cfg.optimizer, base_lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
                          cfg.train_l2norm)
     step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
-                      params.section("priors"))
+                      both_shots(params.section("priors"), ModelConfig.from_section(params.section("model"))))
     total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
     # the validation list picks the best model, part of the resumed state
     key = fingerprint(path_params(sec.to_dict(), total),

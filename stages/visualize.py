@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from dainet.formats.lists import read_list
     from dainet.formats.images import read_image
     from dainet.inference import MultiScaleConfig, multi_scale_detect
-    from dainet.inference.predictor import (PriorSpec, feature_maps, load_detector, make_detect_fn,
+    from dainet.boxes.priors import PriorSpec
+    from dainet.models.config import ModelConfig
+    from dainet.inference.predictor import (feature_maps, load_detector, make_detect_fn,
                                             reflectance, select_device)
     from dainet.inference.visual import draw_detections, feature_grid, reflectance_picture, side_by_side
     from dainet.utils.fileio import write_image
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if n_images < 1:
         raise ParamError(f"{args.params}: visualize.n_images: expected >= 1, got {n_images}")
     cfg = dataclasses.replace(MultiScaleConfig.from_params(params.section("predict")), single_scale=True)
-    priors = PriorSpec.second_shot(params.section("priors"))
+    priors = PriorSpec.from_params(params.section("priors"), ModelConfig.from_section(params.section("model")), shot=2)
     clean = read_list(args.clean_list)[:n_images]
     dark = read_list(args.dark_list)[:n_images]
 

@@ -12,7 +12,7 @@ import dainet  # noqa: F401  (Jittor set-up first)
 import jittor as jt
 import numpy as np
 
-from dainet.boxes.priors import make_priors
+from dainet.boxes.priors import PriorSpec
 from dainet.losses.multibox import MultiBoxLoss
 from dainet.models import ModelConfig, build_model
 from dainet.models.init import init_weights
@@ -39,11 +39,13 @@ def loss_of(net, multibox, priors, rank):
 
 def main() -> None:
     out, reference = Path(sys.argv[1]), "--reference" in sys.argv
-    net = init_weights(build_model(ModelConfig(width=0.125), reflectance=False), 0, "kaiming")
+    net = init_weights(build_model(cfg, reflectance=False), 0, "kaiming")
     opt = make_sgd(net, 1e-2, 0.1, 0.9, 5e-4)
     multibox = MultiBoxLoss(0.35, 3, (0.1, 0.2))
     steps, sizes = [4, 8, 16, 32, 64, 128], ([8, 16, 32, 64, 128, 256], [16, 32, 64, 128, 256, 512])
-    priors = [jt.array(make_priors((SIZE, SIZE), steps, s)) for s in sizes]
+    cfg = ModelConfig(width=0.125)
+    priors = [jt.array(PriorSpec(steps, s, (0.1, 0.2), False, cfg.level_downsampling).priors((SIZE, SIZE)))
+              for s in sizes]
     if reference:
         loss = sum(loss_of(net, multibox, priors, r) for r in range(WORLD)) / WORLD
         name = "reference"

@@ -10,7 +10,7 @@ from dainet.boxes.detect import detect
 from dainet.boxes.iou import iou_xyxy, iou_xyxy_np
 from dainet.boxes.matcher import match, pad_targets
 from dainet.boxes.nms import nms
-from dainet.boxes.priors import feature_sizes, make_priors
+from helpers import prior_spec
 from dainet.errors import UserError
 
 STEPS = [4, 8, 16, 32, 64, 128]
@@ -24,9 +24,9 @@ def _xyxy_np(cxcywh):
 
 # ---------------------------------------------------------------- priors
 def test_priors_640_count_and_cells():
-    assert feature_sizes((640, 640), STEPS) == [(160, 160), (80, 80), (40, 40), (20, 20),
+    assert prior_spec(STEPS).feature_sizes((640, 640)) == [(160, 160), (80, 80), (40, 40), (20, 20),
                                                 (10, 10), (5, 5)]
-    p = make_priors((640, 640), STEPS, SIZES)
+    p = prior_spec(STEPS, SIZES).priors((640, 640))
     assert p.shape == (34125, 4) and p.dtype == np.float32
     np.testing.assert_allclose(p[0], [2 / 640, 2 / 640, 8 / 640, 8 / 640], rtol=1e-6)
     # level 0, row i=2, column j=3: row-major index 2 * 160 + 3
@@ -43,8 +43,8 @@ def test_priors_odd_size_follow_the_backbone():
     # H: 333 -> 166 -> 83 | ceil 42 | 21 | 10 | 5 | 3
     # W: 517 -> 258 -> 129 | ceil 65 | 32 | 16 | 8 | 4
     expected = [(83, 129), (42, 65), (21, 32), (10, 16), (5, 8), (3, 4)]
-    assert feature_sizes((h, w), STEPS) == expected
-    p = make_priors((h, w), STEPS, SIZES)
+    assert prior_spec(STEPS).feature_sizes((h, w)) == expected
+    p = prior_spec(STEPS, SIZES).priors((h, w))
     assert len(p) == sum(a * b for a, b in expected) == 14321
     # level 2, cell (i=1, j=2): x and y are normalised by W and H respectively
     idx = 83 * 129 + 42 * 65 + 1 * 32 + 2
@@ -52,18 +52,18 @@ def test_priors_odd_size_follow_the_backbone():
 
 
 def test_priors_cached_read_only_and_clip():
-    a = make_priors((64, 64), STEPS, SIZES)
-    assert make_priors([64, 64], list(STEPS), tuple(SIZES)) is a
+    a = prior_spec(STEPS, SIZES).priors((64, 64))
+    assert prior_spec(list(STEPS), tuple(SIZES)).priors([64, 64]) is a
     assert not a.flags.writeable
-    c = make_priors((64, 64), STEPS, SIZES, clip=True)
+    c = prior_spec(STEPS, SIZES, clip=True).priors((64, 64))
     assert c.max() == 1.0 and a.max() == 4.0 and c.min() >= 0.0
 
 
 def test_priors_bad_steps_or_tiny_input_raise_user_error():
     with pytest.raises(UserError, match="priors.steps"):
-        feature_sizes((640, 640), [8, 16, 32, 64, 128, 256])
+        prior_spec([8, 16, 32, 64, 128, 256]).feature_sizes((640, 640))
     with pytest.raises(UserError, match="too small"):
-        make_priors((16, 640), STEPS, SIZES)
+        prior_spec(STEPS, SIZES).priors((16, 640))
 
 
 # ---------------------------------------------------------------- IoU, coder
@@ -91,7 +91,7 @@ def test_jittor_iou_shares_the_numpy_formula_and_convention(plus1):
 
 
 def test_decode_inverts_encode():
-    priors = make_priors((64, 64), STEPS, SIZES)
+    priors = prior_spec(STEPS, SIZES).priors((64, 64))
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 0.8, (2, len(priors), 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0.01, 0.2, xy.shape)], -1).astype(np.float32)
@@ -103,7 +103,7 @@ def test_decode_inverts_encode():
 
 
 # ---------------------------------------------------------------- matching
-PRIORS64 = make_priors((64, 64), STEPS, SIZES)  # 342 priors; prior 0 = level 0 cell (0, 0)
+PRIORS64 = prior_spec(STEPS, SIZES).priors((64, 64))  # 342 priors; prior 0 = level 0 cell (0, 0)
 
 
 def _match(gt_rows_per_image, thresh=0.35):
@@ -210,3 +210,58 @@ def test_detect_threshold_nms_and_keep_top_k():
     assert len(only_one[0]) == 1
     no_nms = detect(jt.array(loc), jt.array(conf), PRIORS64, VAR, nms_thresh=1.0)
     assert len(no_nms[0]) == 3
+
+
+# ---------------------------------------------------------------- priors from params + model
+def _reference_priors(hw, steps, sizes, clip):
+    """The spec §4 priors by hand, with the paper backbone's sizes written out (as before
+    PriorSpec derived them from ModelConfig): pool1/pool2 floor, pool3 ceil, pool4/pool5
+    floor, extras floor((n-1)/2)+1."""
+    h, w = hw
+    fh, fw = h // 2 // 2, w // 2 // 2
+    levels = [(fh, fw)]
+    fh, fw = -(-fh // 2), -(-fw // 2)
+    levels.append((fh, fw))
+    for _ in range(2):
+        fh, fw = fh // 2, fw // 2
+        levels.append((fh, fw))
+    for _ in range(2):
+        fh, fw = (fh - 1) // 2 + 1, (fw - 1) // 2 + 1
+        levels.append((fh, fw))
+    rows = []
+    for (lh, lw), step, size in zip(levels, steps, sizes):
+        for i in range(lh):
+            for j in range(lw):
+                rows.append([(j + 0.5) * float(step) / w, (i + 0.5) * float(step) / h,
+                             float(size) / w, float(size) / h])
+    p = np.array(rows)
+    return (np.clip(p, 0.0, 1.0) if clip else p).astype(np.float32)
+
+
+@pytest.mark.parametrize("shot", [1, 2])
+@pytest.mark.parametrize("clip", [False, True])
+@pytest.mark.parametrize("hw", [(640, 640), (64, 64), (300, 517), (33, 1000), (129, 255), (28, 28)])
+def test_prior_spec_from_params_gives_the_spec_priors_bit_for_bit(tmp_path, shot, clip, hw):
+    from conftest import ROOT, write_params
+    from dainet.boxes.priors import PriorSpec, both_shots
+    from dainet.models.config import ModelConfig
+    from dainet.params import load_params
+
+    p = load_params(write_params(tmp_path / "params.yaml", {"priors.clip": clip}, base=ROOT / "params.yaml"))
+    model = ModelConfig.from_section(p.section("model"))
+    spec = PriorSpec.from_params(p.section("priors"), model, shot)
+    assert both_shots(p.section("priors"), model)[shot - 1] == spec
+    pr = p.section("priors")
+    expected = _reference_priors(hw, pr.list("steps", int), pr.list(f"sizes_shot{shot}", int), clip)
+    got = spec.priors(hw)
+    assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
+
+
+def test_prior_feature_sizes_follow_the_model_pools():
+    from dainet.models.config import ModelConfig
+    paper = ModelConfig()
+    # pool3 without ceil_mode: of2..of6 of an odd of1 lose a row
+    floor3 = ModelConfig(vgg_cfg=tuple("M" if v == "C" else v for v in paper.vgg_cfg))
+    assert paper.level_downsampling == (("M", "M"), ("C",), ("M",), ("M",), ("S",), ("S",))
+    assert prior_spec(model=paper).feature_sizes((333, 333))[1] == (42, 42)
+    assert prior_spec(model=floor3).feature_sizes((333, 333))[1] == (41, 41)

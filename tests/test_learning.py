@@ -37,7 +37,9 @@ def test_a_few_dozen_iterations_detect_a_face(tmp_path):
     from dainet.data.sample import SampleConfig, write_sample
     from dainet.formats.images import read_image
     from dainet.inference.multiscale import MultiScaleConfig
-    from dainet.inference.predictor import PriorSpec, load_detector, make_detect_fn
+    from dainet.boxes.priors import PriorSpec
+    from dainet.inference.predictor import load_detector, make_detect_fn
+    from dainet.models.config import ModelConfig
     from dainet.params import load_params
 
     params = write_params(tmp_path / "params.yaml", EASY, base=ROOT / "params.yaml")
@@ -59,7 +61,7 @@ def test_a_few_dozen_iterations_detect_a_face(tmp_path):
 
     # the last weights (model.ckpt is the best by validation loss; both must detect)
     net, _ = load_detector(out / "model.ckpt", p.section("model"))
-    detect_fn = make_detect_fn(net, PriorSpec.second_shot(p.section("priors")),
+    detect_fn = make_detect_fn(net, PriorSpec.from_params(p.section("priors"), ModelConfig.from_section(p.section("model")), 2),
                                MultiScaleConfig.from_params(p.section("predict")))
     hits = 0
     entries = read_list(lists / "train.txt")

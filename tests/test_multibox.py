@@ -6,11 +6,11 @@ import dainet  # noqa: F401  (before jittor)
 import jittor as jt
 
 from dainet.boxes.matcher import pad_targets
-from dainet.boxes.priors import make_priors
+from helpers import prior_spec
 from dainet.losses.multibox import MultiBoxLoss
 
 VAR = (0.1, 0.2)
-PRIORS = make_priors((64, 64), [4, 8, 16, 32, 64, 128], [8, 16, 32, 64, 128, 256])
+PRIORS = prior_spec(sizes=[8, 16, 32, 64, 128, 256]).priors((64, 64))
 PRIORS = PRIORS.astype(np.float64)  # 342 priors
 
 
@@ -130,9 +130,8 @@ def test_nan_predictions_give_a_nan_loss_not_a_crash():
     used to crash the process."""
     import numpy as np
     import jittor as jt
-    from dainet.boxes.priors import make_priors
     from dainet.losses.multibox import MultiBoxLoss
-    priors = make_priors((64, 64), [4, 8, 16, 32, 64, 128], [8, 16, 32, 64, 128, 256])
+    priors = prior_spec(sizes=[8, 16, 32, 64, 128, 256]).priors((64, 64))
     p = len(priors)
     conf = np.random.default_rng(0).normal(size=(2, p, 2)).astype(np.float32)
     conf[0, ::3] = np.nan

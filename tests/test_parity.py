@@ -28,7 +28,7 @@ import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.boxes.matcher import match
-from dainet.boxes.priors import make_priors
+from dainet.boxes.priors import both_shots
 from dainet.losses.multibox import MultiBoxLoss, cross_entropy_per_prior, hard_negative_mask
 from dainet.models import ModelConfig, build_decomposer, build_model
 from dainet.params import load_params
@@ -91,10 +91,9 @@ def ours(fixture):
     R_dark_gt, I_dark, R_light_gt, I_light = R[:n], I[:n], R[n:], I[n:]
 
     hw = tuple(fixture["light_u8"].shape[2:])
-    steps, clip = priors_s.list("steps", int), priors_s.bool("clip")
-    variances = priors_s.list("variances", float, 2)
-    priors = {1: jt.array(make_priors(hw, steps, priors_s.list("sizes_shot1", int), clip)),
-              2: jt.array(make_priors(hw, steps, priors_s.list("sizes_shot2", int), clip))}
+    shots = both_shots(priors_s, cfg)
+    variances = shots[1].variances
+    priors = {shot: jt.array(spec.priors(hw)) for shot, spec in zip((1, 2), shots)}
     multibox = MultiBoxLoss(train.float("match_iou"), train.int("neg_pos_ratio"), variances,
                             train.float("smooth_l1_beta"))
 

@@ -19,12 +19,13 @@ from dainet.errors import UserError
 from dainet.evaluation import read_darkface_predictions, read_wider_predictions
 from dainet.formats.images import read_image
 from dainet.inference import MultiScaleConfig, multi_scale_detect
-from dainet.inference.predictor import (PriorSpec, check_unique_outputs, folder_images, load_detector,
+from dainet.inference.predictor import (check_unique_outputs, folder_images, load_detector,
                                         make_detect_fn, predict_images,
                                         prediction_key)
 from dainet.models import ModelConfig, build_model, init_weights
 from dainet.weights import WeightError, save_checkpoint
 
+from helpers import prior_spec
 from test_evaluation import write_wider_gt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def test_detect_fn_returns_the_prior_box_in_pixels():
     # level 1 (step 8, second-shot size 32) has a 12 x 16 grid after level 0's 24 x 32
     level0, i, j = 24 * 32, 5, 7
     net = FakeNet(n_priors=24 * 32 + 12 * 16 + 6 * 8 + 3 * 4 + 2 * 2 + 1, face_prior=level0 + i * 16 + j)
-    detect_fn = make_detect_fn(net, PriorSpec(), MultiScaleConfig())
+    detect_fn = make_detect_fn(net, prior_spec(), MultiScaleConfig())
     image = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
 
     dets = detect_fn(image)
@@ -134,14 +135,14 @@ def test_detect_fn_returns_the_prior_box_in_pixels():
 
 def test_detect_fn_skips_inputs_too_small_for_the_backbone():
     net = FakeNet(n_priors=1, face_prior=0)
-    detect_fn = make_detect_fn(net, PriorSpec(), MultiScaleConfig())
+    detect_fn = make_detect_fn(net, prior_spec(), MultiScaleConfig())
     assert detect_fn(np.zeros((20, 200, 3), np.float32)).shape == (0, 5)
     assert net.inputs == []
 
 
 def test_prior_steps_must_be_the_backbone_strides():
     with pytest.raises(UserError, match="priors.steps"):
-        make_detect_fn(FakeNet(1, 0), PriorSpec(steps=(4, 8, 16, 32, 64, 64)), MultiScaleConfig())
+        make_detect_fn(FakeNet(1, 0), prior_spec(steps=(4, 8, 16, 32, 64, 64)), MultiScaleConfig())
 
 
 def test_normalised_to_pixels_scales_x_by_width_and_y_by_height():
@@ -270,7 +271,7 @@ def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set
 
     # the file holds exactly the detector's boxes, as x y w h (+1 convention) and score
     cfg = MultiScaleConfig(single_scale=True)
-    direct = multi_scale_detect(read_image(images[2]), make_detect_fn(tiny_net, PriorSpec(), cfg), cfg)
+    direct = multi_scale_detect(read_image(images[2]), make_detect_fn(tiny_net, prior_spec(), cfg), cfg)
     got = preds["1--Handshaking", "1_Handshaking_a"]
     assert len(got) == len(direct) > 0
     np.testing.assert_allclose(got[:, :2], direct[:, :2], atol=1e-3)

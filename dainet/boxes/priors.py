@@ -1,15 +1,24 @@
 """Square priors (anchors), one per feature-map cell, for the six detection levels (spec §4).
 
-The feature-map sizes are derived from the VGG16 reduced-fc backbone plus extras (spec §2)
-without running the network, so priors can be built (and cached) per input size.
+:class:`PriorSpec` is the one home of the priors of one shot: params ``priors.steps``,
+``sizes_shot1`` / ``sizes_shot2``, ``variances``, ``clip``, and the feature-map sizes,
+derived without running the network from the size-changing ops that the model config
+states (:attr:`dainet.models.config.ModelConfig.level_downsampling`: the pools of
+``model.vgg_cfg`` and the strided extras convs), so priors can be built (and cached)
+per input size. Training, prediction and visualisation all build it with
+:meth:`PriorSpec.from_params`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from dainet.errors import UserError
+from dainet.params import Section
+
+SHOTS = (1, 2)  # first shot (original features), second shot (FEM features; the test forward)
 
 
 def _pool_floor(n: int) -> int:
@@ -23,45 +32,24 @@ def _pool_ceil(n: int) -> int:
 
 
 def _conv_s2(n: int) -> int:
-    """3x3 conv, stride 2, padding 1 (the extras): floor((n + 2 - 3) / 2) + 1."""
+    """3x3 conv, stride 2, padding 1 (``S``, the extras): floor((n + 2 - 3) / 2) + 1."""
     return (n - 1) // 2 + 1 if n > 0 else 0
 
 
-# Downsampling ops between consecutive detection levels. 3x3 pad-1 convs and conv6
-# (3x3, pad 3, dilation 3) keep the size, so only pools and strided convs appear.
-#   of1 (stride 4):   pool1 M, pool2 M            -> after conv3_3
-#   of2 (stride 8):   pool3 C (ceil_mode)         -> after conv4_3
-#   of3 (stride 16):  pool4 M                     -> after conv5_3
-#   of4 (stride 32):  pool5 M                     -> after conv6 / fc7
-#   of5 (stride 64):  extras[1], 3x3 s2 p1
-#   of6 (stride 128): extras[3], 3x3 s2 p1
-_LEVEL_OPS = (
-    (_pool_floor, _pool_floor),
-    (_pool_ceil,),
-    (_pool_floor,),
-    (_pool_floor,),
-    (_conv_s2,),
-    (_conv_s2,),
-)
-# Every op halves the size, so level k's stride is 2 ** (ops up to and including k).
-_LEVEL_STRIDES = tuple(2 ** sum(len(ops) for ops in _LEVEL_OPS[:k + 1])
-                       for k in range(len(_LEVEL_OPS)))
+# The op codes of ModelConfig.level_downsampling; every op halves the size.
+_OPS = {"M": _pool_floor, "C": _pool_ceil, "S": _conv_s2}
 
 
-def feature_sizes(image_hw: tuple[int, int], steps) -> list[tuple[int, int]]:
-    """Feature-map sizes ``[(fh, fw)] * 6`` of of1..of6 for an ``H x W`` input.
-
-    ``steps`` (params ``priors.steps``) must be the backbone's strides [4, 8, ..., 128];
-    they are checked here so priors and network can never disagree.
-    """
-    if tuple(float(s) for s in steps) != tuple(map(float, _LEVEL_STRIDES)):
-        raise UserError(f"params.yaml: priors.steps: expected {list(_LEVEL_STRIDES)} "
+def _feature_sizes(image_hw: tuple, steps: tuple, downsampling: tuple) -> list[tuple[int, int]]:
+    strides = tuple(2 ** sum(len(ops) for ops in downsampling[:k + 1]) for k in range(len(downsampling)))
+    if tuple(map(float, steps)) != tuple(map(float, strides)):
+        raise UserError(f"params.yaml: priors.steps: expected {list(strides)} "
                         f"(the strides of the VGG reduced-fc backbone), got {list(steps)}")
-    h, w = (int(v) for v in image_hw)
+    h, w = image_hw
     sizes = []
-    for ops in _LEVEL_OPS:
+    for ops in downsampling:
         for op in ops:
-            h, w = op(h), op(w)
+            h, w = _OPS[op](h), _OPS[op](w)
         sizes.append((h, w))
     if min(min(s) for s in sizes) < 1:
         raise UserError(f"input of {image_hw[0]}x{image_hw[1]} pixels is too small for the "
@@ -79,8 +67,8 @@ def level_priors(fh: int, fw: int, step: float, size: float, image_hw) -> np.nda
 
 
 @lru_cache(maxsize=64)
-def _priors_cached(image_hw: tuple, steps: tuple, sizes: tuple, clip: bool) -> np.ndarray:
-    levels = feature_sizes(image_hw, steps)
+def _priors_cached(image_hw: tuple, steps: tuple, sizes: tuple, clip: bool, downsampling: tuple) -> np.ndarray:
+    levels = _feature_sizes(image_hw, steps, downsampling)
     priors = np.concatenate([level_priors(fh, fw, step, size, image_hw)
                              for (fh, fw), step, size in zip(levels, steps, sizes)])
     if clip:
@@ -90,15 +78,78 @@ def _priors_cached(image_hw: tuple, steps: tuple, sizes: tuple, clip: bool) -> n
     return priors
 
 
-def make_priors(image_hw, steps, sizes, clip: bool = False) -> np.ndarray:
-    """Priors ``[P, 4]`` float32, cxcywh normalised, for an ``H x W`` input (spec §4).
+@dataclass(frozen=True)
+class PriorSpec:
+    """Priors of one shot.
 
-    Level k, cell (i, j): ``cx = (j + 0.5) * steps[k] / W``, ``cy = (i + 0.5) * steps[k] / H``,
-    ``w = sizes[k] / W``, ``h = sizes[k] / H``; cells row-major, levels in order; ``clip``
-    clamps the cxcywh values to [0, 1]. Cached per (image_hw, steps, sizes, clip): training
-    reuses the same array every step. The result is read-only (copy it to modify it).
+    ``steps``, ``sizes``, ``variances``, ``clip``: params ``priors.*`` (``sizes`` of the
+    shot); ``downsampling``: the model's ``level_downsampling`` (op codes ``M`` floor
+    pool, ``C`` ceil pool, ``S`` 3x3 stride-2 pad-1 conv, per level).
     """
-    if len(sizes) != len(steps):
-        raise UserError(f"params.yaml: priors: {len(steps)} steps but {len(sizes)} sizes")
-    return _priors_cached(tuple(int(v) for v in image_hw), tuple(float(s) for s in steps),
-                          tuple(float(s) for s in sizes), bool(clip))
+
+    steps: tuple[float, ...]
+    sizes: tuple[float, ...]
+    variances: tuple[float, float]
+    clip: bool
+    downsampling: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self):
+        # normalised once, so equal specs share one cache entry
+        object.__setattr__(self, "steps", tuple(float(s) for s in self.steps))
+        object.__setattr__(self, "sizes", tuple(float(s) for s in self.sizes))
+        object.__setattr__(self, "variances", tuple(float(v) for v in self.variances))
+        object.__setattr__(self, "clip", bool(self.clip))
+        object.__setattr__(self, "downsampling", tuple(tuple(ops) for ops in self.downsampling))
+        if len(self.sizes) != len(self.steps):
+            raise UserError(f"params.yaml: priors: {len(self.steps)} steps but {len(self.sizes)} sizes")
+
+    @classmethod
+    def from_params(cls, priors: Section, model, shot: int) -> "PriorSpec":
+        """The priors of ``shot`` (1 or 2; the test forward uses 2, spec §5) from params
+        section ``priors`` and ``model`` (a :class:`~dainet.models.config.ModelConfig`)."""
+        if shot not in SHOTS:
+            raise ValueError(f"shot must be one of {SHOTS}, got {shot!r}")
+        return cls(steps=tuple(priors.list("steps", int)), sizes=tuple(priors.list(f"sizes_shot{shot}", int)),
+                   variances=tuple(priors.list("variances", float, 2)), clip=priors.bool("clip"),
+                   downsampling=model.level_downsampling)
+
+    def feature_sizes(self, image_hw) -> list[tuple[int, int]]:
+        """Feature-map sizes ``[(fh, fw)] * 6`` of of1..of6 for an ``H x W`` input.
+
+        ``steps`` must be the backbone's strides [4, 8, ..., 128] (a UserError names
+        ``priors.steps`` otherwise), so priors and network can never disagree.
+        """
+        return _feature_sizes(tuple(int(v) for v in image_hw), self.steps, self.downsampling)
+
+    def fits(self, image_hw) -> bool:
+        """Whether an ``h x w`` input leaves every detection level at least one cell."""
+        try:
+            self.feature_sizes(image_hw)
+        except UserError:
+            return False
+        return True
+
+    def check(self) -> None:
+        """Raise a UserError when ``steps`` are not the backbone's strides.
+
+        An input of the largest step's side gives every level one cell, so after this
+        check :meth:`fits` can only fail for an input that is too small.
+        """
+        side = int(max(self.steps))
+        self.feature_sizes((side, side))
+
+    def priors(self, image_hw) -> np.ndarray:
+        """Priors ``[P, 4]`` float32, cxcywh normalised, for an ``H x W`` input (spec §4).
+
+        Level k, cell (i, j): ``cx = (j + 0.5) * steps[k] / W``, ``cy = (i + 0.5) * steps[k] / H``,
+        ``w = sizes[k] / W``, ``h = sizes[k] / H``; cells row-major, levels in order; ``clip``
+        clamps the cxcywh values to [0, 1]. Cached per spec and input size: training reuses
+        the same array every step. The result is read-only (copy it to modify it).
+        """
+        return _priors_cached(tuple(int(v) for v in image_hw), self.steps, self.sizes, self.clip,
+                              self.downsampling)
+
+
+def both_shots(priors: Section, model) -> tuple[PriorSpec, PriorSpec]:
+    """``(first shot, second shot)`` priors, as training needs them (spec §9)."""
+    return tuple(PriorSpec.from_params(priors, model, shot) for shot in SHOTS)

@@ -31,14 +31,13 @@ import jittor as jt
 
 from dainet.boxes.convert import normalised_to_pixels
 from dainet.boxes.detect import detect
-from dainet.boxes.priors import feature_sizes, make_priors
+from dainet.boxes.priors import PriorSpec
 from dainet.errors import UserError
 from dainet.formats.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from dainet.formats.lists import read_list
 from dainet.formats.predictions import FORMATS, write_darkface_prediction, write_wider_prediction
 from dainet.inference.multiscale import DetectFn, MultiScaleConfig, multi_scale_detect
 from dainet.models import build_model
-from dainet.params import Section
 from dainet.weights import WeightError, load_checkpoint, load_into
 
 METHODS = ("dainet", "dsfd")
@@ -71,39 +70,6 @@ def load_detector(weights: str | Path, model_section) -> tuple["jt.nn.Module", s
     return net, method
 
 
-@dataclass(frozen=True)
-class PriorSpec:
-    """Priors of one shot: params ``priors.steps``, ``sizes_shot2``, ``variances``, ``clip``."""
-
-    steps: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
-    sizes: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
-    variances: tuple[float, float] = (0.1, 0.2)
-    clip: bool = False
-
-    @classmethod
-    def second_shot(cls, priors: Section) -> "PriorSpec":
-        """The priors the test forward's boxes are encoded against (spec §5: second shot)."""
-        return cls(steps=tuple(priors.list("steps", int)), sizes=tuple(priors.list("sizes_shot2", int)),
-                   variances=tuple(priors.list("variances", float, 2)), clip=priors.bool("clip"))
-
-    def fits(self, image_hw: tuple[int, int]) -> bool:
-        """Whether an ``h x w`` input leaves every detection level at least one cell."""
-        try:
-            feature_sizes(image_hw, self.steps)
-        except UserError:
-            return False
-        return True
-
-    def check(self) -> None:
-        """Raise a UserError when ``steps`` are not the backbone's strides.
-
-        An input of the largest step's side gives every level one cell, so after this
-        check :meth:`fits` can only fail for an input that is too small.
-        """
-        side = int(max(self.steps))
-        feature_sizes((side, side), self.steps)
-
-
 def image_to_input(image_rgb: np.ndarray) -> jt.Var:
     """``[h, w, 3]`` float32 RGB in [0, 1] -> ``[1, 3, h, w]`` (spec §1: NCHW, no mean)."""
     return jt.array(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)[None], dtype=np.float32))
@@ -125,8 +91,7 @@ def make_detect_fn(net, priors: PriorSpec, cfg: MultiScaleConfig) -> DetectFn:
             return np.zeros((0, 5), np.float32)
         with jt.no_grad():
             loc, conf, _ = net(image_to_input(image_rgb), with_reflectance=False)
-            dets = detect(loc, conf, make_priors(hw, priors.steps, priors.sizes, priors.clip),
-                          priors.variances, cfg.conf_thresh, cfg.nms_thresh, cfg.top_k,
+            dets = detect(loc, conf, priors.priors(hw), priors.variances, cfg.conf_thresh, cfg.nms_thresh, cfg.top_k,
                           cfg.keep_top_k)[0]
         return normalised_to_pixels(dets, hw)
 

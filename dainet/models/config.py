@@ -17,6 +17,7 @@ NORM_SCOPES = ("backbone", "all")   # model.norm_scope
 
 POOL = "M"        # max-pool 2x2 stride 2
 POOL_CEIL = "C"   # the same with ceil_mode
+STRIDED = "S"     # 3x3 conv, stride 2, padding 1 (the second conv of each extras pair)
 _SOURCE_POOLS = (2, 3, 4)  # of1..of3 are the ReLU outputs right before the 3rd, 4th, 5th pool
 
 
@@ -143,3 +144,16 @@ class ModelConfig:
                 index += 2  # conv, ReLU
         last = index + 4 - 1  # conv6, ReLU, conv7, ReLU
         return BackboneTaps(shallow=pools[0], sources=tuple(pools[k] - 1 for k in _SOURCE_POOLS) + (last,))
+
+    @property
+    def level_downsampling(self) -> tuple[tuple[str, ...], ...]:
+        """The size-changing ops before each of of1..of6, in order: the pools of ``vgg_cfg``
+        (``M`` / ``C``) and one ``S`` per extras pair (spec §2: ``(M, M), (C,), (M,), (M,), (S,), (S,)``).
+
+        3x3 pad-1 convs, conv6 (pad 3, dilation 3) and 1x1 convs keep the size; the priors
+        (:class:`dainet.boxes.priors.PriorSpec`) derive the feature-map sizes from this.
+        """
+        pools = [v for v in self.vgg_cfg if isinstance(v, str)]
+        bounds = (0,) + _SOURCE_POOLS + (len(pools),)
+        backbone = tuple(tuple(pools[a:b]) for a, b in zip(bounds, bounds[1:]))
+        return backbone + ((STRIDED,),) * (len(self.extras_cfg) // 2)

@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 import jittor as jt
 import numpy as np
 
-from dainet.boxes.priors import make_priors
+from dainet.boxes.priors import PriorSpec
 from dainet.data.darkisp import DarkISPConfig, darken_batch
 from dainet.errors import UserError
 from dainet.losses.multibox import MultiBoxLoss
@@ -117,16 +117,14 @@ class StepLosses:
     I and the reflectance targets of both images in one no-grad pass.
     """
 
-    def __init__(self, net, decomposer, cfg: TrainConfig, darkisp: DarkISPConfig, priors_section: Section):
+    def __init__(self, net, decomposer, cfg: TrainConfig, darkisp: DarkISPConfig,
+                 shots: tuple[PriorSpec, PriorSpec]):
+        """``shots``: the first- and second-shot priors (:meth:`PriorSpec.from_params`, shots 1 and 2)."""
         self.net, self.decomposer, self.cfg, self.darkisp = net, decomposer, cfg, darkisp
-        variances = priors_section.list("variances", float, 2)
-        self.multibox = MultiBoxLoss(cfg.match_iou, cfg.neg_pos_ratio, variances, cfg.smooth_l1_beta)
+        self.multibox = MultiBoxLoss(cfg.match_iou, cfg.neg_pos_ratio, shots[1].variances, cfg.smooth_l1_beta)
         hw = (cfg.image_size, cfg.image_size)
-        steps = priors_section.list("steps", int)
-        clip = priors_section.bool("clip")
         # priors depend only on the crop size: made once, reused every step
-        self.priors1 = jt.array(make_priors(hw, steps, priors_section.list("sizes_shot1", int), clip)).stop_grad()
-        self.priors2 = jt.array(make_priors(hw, steps, priors_section.list("sizes_shot2", int), clip)).stop_grad()
+        self.priors1, self.priors2 = (jt.array(spec.priors(hw)).stop_grad() for spec in shots)
 
     def darken(self, light: jt.Var, rng: np.random.Generator) -> jt.Var:
         dark, _ = darken_batch(light, rng, self.darkisp)
