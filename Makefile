@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.dainet-installed
 # stage commands say `python`: the venv's, so dvc runs them with the project installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test doctor bench clean-cache
+.PHONY: setup repro test doctor bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

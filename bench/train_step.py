@@ -27,15 +27,14 @@ import dainet
 import jittor as jt
 import numpy as np
 from pathlib import Path
-sys.path.insert(0, str(Path(dainet.__file__).resolve().parents[1] / "tests"))
-from conftest import write_params
+import yaml
 from dainet.params import load_params
 from dainet.models import build_model
 from dainet.models.decomp import build_decomposer
 from dainet.models.init import init_weights
 from dainet.training.joint import TrainConfig, StepLosses
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
-from dainet.training.optim import make_sgd
+from dainet.training.optim import make_optimizer
 from dainet.data.darkisp import DarkISPConfig
 from dainet.boxes.priors import both_shots
 from dainet.models.config import ModelConfig
@@ -43,13 +42,17 @@ from dainet.models.config import ModelConfig
 width, size, batch, steps, parts = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 decomp = int(sys.argv[7])
 tmp = Path(sys.argv[6])
-p = load_params(write_params(tmp, {"model.width": width, "augment.image_size": size, "train.batch_size": batch, "model.decomp_channels": decomp}))
+tree = yaml.safe_load((Path(dainet.__file__).resolve().parents[1] / "params.yaml").read_text())
+tree["model"].update(width=width, decomp_channels=decomp)
+tree["augment"]["image_size"], tree["train"]["batch_size"] = size, batch
+tmp.write_text(yaml.safe_dump(tree, sort_keys=False))
+p = load_params(tmp)   # the sample profile at this size, checked as the stages check it
 cfg = TrainConfig.from_params(p.section("train"), p.section("augment"))
 net = init_weights(build_model(p.section("model")), 0, "kaiming")
 dec = init_weights(build_decomposer(p.section("model")), 0)
 for q in dec.parameters():
     q.stop_grad()
-opt = make_sgd(net, 1e-4, 0.1, 0.9, 5e-4)
+opt = make_optimizer(net, "sgd", 1e-4, 0.1, 0.9, 5e-4)
 step = StepLosses(net, dec, cfg, DarkISPConfig.from_params(p.section("darkisp")),
                   both_shots(p.section("priors"), ModelConfig.from_section(p.section("model"))))
 rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
-"""Jittor runtime set-up: the one place that decides CUDA and oneDNN before Jittor loads.
+"""Jittor runtime set-up: the one place that decides CUDA and oneDNN before Jittor loads,
+and the one device picker (:func:`use_device`).
 
 Every entry point imports :mod:`dainet` (whose ``__init__`` calls :func:`configure`)
 before ``import jittor``. Jittor reads its settings from environment variables at
@@ -167,6 +168,29 @@ def configure() -> RuntimeInfo:
             print(f"dainet: warning: {_INFO.onednn_reason}; CPU convolutions will be slow",
                   file=sys.stderr)
     return _INFO
+
+
+DEVICES = ("auto", "cpu", "cuda")   # params train.device
+
+
+def use_device(device: str = "auto") -> str:
+    """Point Jittor at CUDA or the CPU and return which: ``cuda`` when asked for (a
+    UserError when no usable GPU was found), ``auto`` when Jittor found one, else ``cpu``.
+
+    The one device picker of every stage; call it after :func:`configure` (import
+    :mod:`dainet` first), it imports Jittor.
+    """
+    import jittor as jt
+
+    from dainet.errors import UserError
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cuda" and not jt.has_cuda:
+        raise UserError("params train.device is 'cuda' but no usable GPU was found "
+                        "(python -m dainet doctor)")
+    jt.flags.use_cuda = int(device == "cuda" or (device == "auto" and bool(jt.has_cuda)))
+    return "cuda" if jt.flags.use_cuda else "cpu"
 
 
 def main(argv=None) -> int:

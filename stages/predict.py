@@ -15,11 +15,12 @@ With ``--list`` only the list's image paths are used, not its boxes; with
 skipped; the stage fails when more than ``predict.max_skipped_images`` were (or when
 none could be read). ``--metrics``: images, skipped_images, seconds_per_image,
 boxes_per_image, single_scale, method, device.
+
+Calls :func:`dainet.inference.predictor.predict`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from dainet.cli import run
 from dainet.params import load_params
@@ -44,38 +45,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params = load_params(args.params)
-    max_skipped = params.section("predict").int("max_skipped_images")
     from tqdm import tqdm
 
-    from dainet.inference import MultiScaleConfig   # numpy only
     from dainet.utils.fileio import write_json
-
-    cfg = MultiScaleConfig.from_params(params.section("predict"))
-    if args.single_scale:
-        cfg = dataclasses.replace(cfg, single_scale=True)
     # Jittor compiles when it loads: only after the params have been read
-    from dainet.boxes.priors import PriorSpec
-    from dainet.models.config import ModelConfig
-    from dainet.inference.predictor import (check_skipped, folder_images, list_images,
-                                            load_detector, make_detect_fn, predict_images, select_device)
+    from dainet.inference.predictor import predict
 
-    priors = PriorSpec.from_params(params.section("priors"), ModelConfig.from_section(params.section("model")), shot=2)
-    images = list_images(args.list) if args.list else folder_images(args.images)
-
-    device = select_device()
-    net, method = load_detector(args.weights, params.section("model"))
-    detect_fn = make_detect_fn(net, priors, cfg)
-    stats = predict_images(images, detect_fn, cfg, args.out, args.format,
-                           progress=lambda it: tqdm(it, desc="predict", unit="img", dynamic_ncols=True))
-    check_skipped(stats, max_skipped)
-
-    metrics = {**stats.metrics(cfg.single_scale), "method": method, "device": device}
+    metrics = predict(params, args.weights, args.out, args.format, list_path=args.list, images_dir=args.images,
+                      single_scale=args.single_scale,
+                      progress=lambda it: tqdm(it, desc="predict", unit="img", dynamic_ncols=True))
     if args.metrics:
         write_json(args.metrics, metrics)
-    scale = "single-scale" if cfg.single_scale else "multi-scale"
-    print(f"predict: {method} on {device}, {scale}: {stats.images} images -> {args.out} "
+    scale = "single-scale" if metrics["single_scale"] else "multi-scale"
+    print(f"predict: {metrics['method']} on {metrics['device']}, {scale}: {metrics['images']} images -> {args.out} "
           f"({metrics['seconds_per_image']:.3f} s/image, {metrics['boxes_per_image']:.1f} boxes/image, "
-          f"{stats.skipped_images} skipped)")
+          f"{metrics['skipped_images']} skipped)")
     return 0
 
 

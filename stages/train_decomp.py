@@ -8,6 +8,8 @@ With ``train_decomp.src`` (or ``--src``) naming the published ``decomp.pth``, th
 weights are converted (read without PyTorch, names and shapes checked); otherwise
 the network is trained here on (DarkISP(clean), clean) crops of the training list.
 Writes the weights, metrics, a loss curve CSV and an input | R | I picture.
+
+Calls :func:`dainet.training.decomp.train_decomp`.
 """
 from __future__ import annotations
 
@@ -32,45 +34,23 @@ def main(argv=None) -> int:
 
     params = load_params(args.params)   # checks the whole file before any work
     # imported only now: Jittor loads (and on a fresh machine compiles) after the params passed
-    import jittor as jt
-
-    from dainet.data.darkisp import DarkISPConfig
-    from dainet.formats.lists import read_list
-    from dainet.formats.images import read_image
-    from dainet.models.decomp import build_decomposer
-    from dainet.models.init import init_weights
-    from dainet.training.decomp import DecompTrainConfig, decomposition_preview, train_decomposer
+    from dainet.training.decomp import train_decomp
     from dainet.utils.fileio import write_image, write_json, write_text
-    from dainet.weights import load_into, read_pth
     from dainet.weights.checkpoint import save_checkpoint
 
-    sec = params.section("train_decomp")
-    src = args.src if args.src is not None else sec.str("src")
-    cfg = DecompTrainConfig.from_params(sec)
-    jt.set_global_seed(cfg.seed)
-    net = build_decomposer(params.section("model"))
-    plots = Path(args.plots)
     t0 = time.perf_counter()
-    if src:
-        load_into(net, read_pth(src), src)
-        rows = []
-    else:
-        init_weights(net, cfg.seed)
-        paths = [e.image for e in read_list(args.train_list)]
-        rows = train_decomposer(net, paths, cfg, DarkISPConfig.from_params(params.section("darkisp")))
-    net.eval()
-    save_checkpoint(args.out, {"model": net.state_dict(), "kind": "decomp", "pretrained": bool(src),
+    done = train_decomp(params, args.train_list, args.val_list, args.src)
+    src, rows, plots = done.src, done.rows, Path(args.plots)
+    save_checkpoint(args.out, {"model": done.net.state_dict(), "kind": "decomp", "pretrained": bool(src),
                                "source": src or "trained"})
     write_text(plots / "loss.csv", "iteration,loss\n" + "".join(
         f"{r['iteration']},{r['loss']:.6g}\n" for r in rows))
-    val = read_list(args.val_list)[: sec.int("n_preview")]
-    preview = decomposition_preview(net, [read_image(e.image) for e in val], size=sec.int("preview_size"))
-    write_image(plots / "preview.png", preview)
-    write_json(args.metrics, {"pretrained": bool(src), "iterations": cfg.iterations if not src else 0,
+    write_image(plots / "preview.png", done.preview)
+    write_json(args.metrics, {"pretrained": bool(src), "iterations": done.iterations,
                               "final_loss": rows[-1]["loss"] if rows else None,
                               "first_loss": rows[0]["loss"] if rows else None,
                               "seconds": round(time.perf_counter() - t0, 2)})
-    print(f"train_decomp: {'converted ' + src if src else f'trained {cfg.iterations} iterations'}"
+    print(f"train_decomp: {'converted ' + src if src else f'trained {done.iterations} iterations'}"
           + (f", loss {rows[0]['loss']:.4f} -> {rows[-1]['loss']:.4f}" if rows else "") + f" -> {args.out}")
     return 0
 

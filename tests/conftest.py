@@ -71,3 +71,20 @@ def tiny_data(tmp_path_factory, tiny_params) -> dict:
     prepare_lists(root / "sample" / "widerface", root / "sample" / "darkface", root / "lists")
     return {"root": root, "lists": root / "lists", "params": tiny_params,
             "wider": root / "sample" / "widerface", "darkface": root / "sample" / "darkface"}
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory, tiny_data):
+    """Seeded initial DAI-Net weights and a decomposition net (as convert_weights writes them)."""
+    import dainet  # noqa: F401
+    from dainet.models import build_model
+    from dainet.models.decomp import build_decomposer
+    from dainet.models.init import init_weights
+    from dainet.params import load_params
+    from dainet.weights.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("weights")
+    model = load_params(tiny_data["params"]).section("model")
+    save_checkpoint(d / "init.ckpt", {"model": init_weights(build_model(model), 0, "kaiming").state_dict()})
+    save_checkpoint(d / "decomp.ckpt", {"model": init_weights(build_decomposer(model), 0).state_dict()})
+    return d

@@ -1,6 +1,15 @@
 """Helpers shared by several test files (fixtures live in conftest.py)."""
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.io
+import yaml
+
+from conftest import ROOT
 from dainet.boxes.priors import PriorSpec
 from dainet.models.config import ModelConfig
 
@@ -13,3 +22,92 @@ def prior_spec(steps=PAPER_STEPS, sizes=PAPER_SIZES, clip: bool = False, varianc
     """The priors of one shot of ``model`` (default: the paper network) without a params file."""
     return PriorSpec(steps=steps, sizes=sizes, variances=variances, clip=clip,
                      downsampling=(model or ModelConfig()).level_downsampling)
+
+
+# ------------------------------------------------------------- train stage runs
+def train_args(tiny_data, weights, out: Path, params: Path) -> list[str]:
+    lists = tiny_data["lists"]
+    return ["--train-list", str(lists / "train.txt"), "--val-list", str(lists / "val.txt"),
+            "--init", str(weights / "init.ckpt"), "--decomp", str(weights / "decomp.ckpt"),
+            "--checkpoints", str(out / "ckpt"), "--out", str(out / "model.ckpt"),
+            "--metrics", str(out / "train.json"), "--plots", str(out / "plots"), "--params", str(params)]
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def run_dir(out: Path) -> Path:
+    """The one run folder (``<fingerprint>/``) below a run's ``--checkpoints``."""
+    runs = [d for d in (out / "ckpt").iterdir() if d.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+# ------------------------------------------------------------- WIDER ground truth
+def write_wider_gt(folder: Path, events: dict, keeps: dict) -> None:
+    """A tiny ground-truth folder with the official .mat nesting: {event: {image: boxes}}
+    and {setting: {event: {image: 1-based indices}}}."""
+    def cells(items):
+        out = np.empty((len(items), 1), dtype=object)
+        for i, item in enumerate(items):
+            out[i, 0] = item
+        return out
+
+    names = list(events)
+    face = {"event_list": cells([np.array([e]) for e in names]),
+            "file_list": cells([cells([np.array([n]) for n in events[e]]) for e in names]),
+            "face_bbx_list": cells([cells([np.asarray(b, np.int32).reshape(-1, 4)
+                                           for b in events[e].values()]) for e in names])}
+    folder.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(folder / "wider_face_val.mat", face)
+    for setting, per_event in keeps.items():
+        gt_list = cells([cells([np.asarray(per_event[e][n], np.uint8).reshape(-1, 1)
+                                for n in events[e]]) for e in names])
+        scipy.io.savemat(folder / f"wider_{setting}_val.mat", {**face, "gt_list": gt_list})
+
+
+TINY_EVENTS = {"0--Parade": {"0_a": [[10, 10, 20, 20], [60, 10, 20, 20]], "0_b": [[5, 5, 40, 40]]},
+               "1--Handshaking": {"1_a": [[0, 0, 8, 8]]}}
+TINY_KEEPS = {"easy": {"0--Parade": {"0_a": [1], "0_b": [1]}, "1--Handshaking": {"1_a": []}},
+              "medium": {"0--Parade": {"0_a": [1, 2], "0_b": [1]}, "1--Handshaking": {"1_a": []}},
+              "hard": {"0--Parade": {"0_a": [1, 2], "0_b": [1]}, "1--Handshaking": {"1_a": [1]}}}
+
+
+# ------------------------------------------------------------- predict / visualize inputs
+WIDTH = 0.125
+IMAGE_HW = (96, 128)
+
+
+def write_narrow_params(path: Path, **sections) -> Path:
+    """The project's params.yaml at model width 0.125, with section overrides."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["width"] = WIDTH
+    params["model"]["norm"] = "none"   # the tests' checkpoints are the paper network at WIDTH
+    params["predict"]["top_k"] = 5000  # the spec value, as the tests' direct MultiScaleConfig()
+    for name, values in sections.items():
+        params[name].update(values)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def write_images(folder: Path, names: list[str], hw=IMAGE_HW, seed=0) -> list[Path]:
+    """Smooth random colour images (JPEG) with a bright blob, so detections vary per image."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+        img = cv2.resize(small, hw[::-1], interpolation=cv2.INTER_CUBIC)
+        cv2.circle(img, (int(rng.integers(20, hw[1] - 20)), int(rng.integers(20, hw[0] - 20))), 14,
+                   (230, 200, 180), -1)
+        cv2.imwrite(str(folder / name), img)
+        paths.append(folder / name)
+    return paths
+
+
+def write_list_file(path: Path, images: list[Path]) -> Path:
+    # the boxes are only there to make it a valid list: predict ignores them
+    path.write_text("".join(f"{p} 1 10 10 20 20 1\n" for p in images))
+    return path

@@ -16,7 +16,7 @@ from dainet.boxes.priors import PriorSpec
 from dainet.losses.multibox import MultiBoxLoss
 from dainet.models import ModelConfig, build_model
 from dainet.models.init import init_weights
-from dainet.training.optim import make_sgd
+from dainet.training.optim import make_optimizer
 
 SIZE, WORLD = 128, 2
 
@@ -40,7 +40,7 @@ def loss_of(net, multibox, priors, rank):
 def main() -> None:
     out, reference = Path(sys.argv[1]), "--reference" in sys.argv
     net = init_weights(build_model(cfg, reflectance=False), 0, "kaiming")
-    opt = make_sgd(net, 1e-2, 0.1, 0.9, 5e-4)
+    opt = make_optimizer(net, "sgd", 1e-2, 0.1, 0.9, 5e-4)
     multibox = MultiBoxLoss(0.35, 3, (0.1, 0.2))
     steps, sizes = [4, 8, 16, 32, 64, 128], ([8, 16, 32, 64, 128, 256], [16, 32, 64, 128, 256, 512])
     cfg = ModelConfig(width=0.125)

@@ -3,7 +3,6 @@ checkpoint. The published-format files are written by tests/torch_writer.py, whi
 itself checked here against the real torch-written fixtures."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickletools
 import struct
@@ -19,26 +18,18 @@ from dainet.errors import UserError
 from dainet.models import ModelConfig, build_decomposer, build_model, init_weights
 from dainet.params import Section
 from dainet.weights import WeightError, load_checkpoint, load_into, read_pth
-from dainet.weights.convert import (convert_backbone, convert_model, fit_to_reference,
-                                    require_published_width)
+from dainet.weights.convert import (convert_backbone, convert_model, convert_state, fit_to_reference,
+                                    require_published_width, source_from_params)
 
 import torch_writer
+from conftest import stage_main
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 MARKER = "dainet_pwned_marker"   # what the evil fixtures' payload would create
 TINY = 0.0625                    # model.width of the quick tests: channels 4 .. 64
 
 
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_convert_weights",
-                                                  REPO / "stages" / "convert_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-stage = load_stage()
+convert_main = stage_main("convert_weights")
 
 
 def write_params(path: Path, width: float, seed: int = 0, vgg_src: str = "", dainet_src: str = "") -> Path:
@@ -74,7 +65,7 @@ def shapes_of(module) -> dict[str, tuple]:
 def exit_code_and_message(argv, capsys) -> tuple[int, str]:
     from dainet.cli import run
     with pytest.raises(SystemExit) as exc:
-        run(stage.main, argv)
+        run(convert_main, argv)
     return exc.value.code, capsys.readouterr().err
 
 
@@ -231,9 +222,9 @@ def test_require_published_width():
 def test_source_from_params():
     def section(**kw):
         return Section({"seed": 0, "vgg_src": "", "dainet_src": "", **kw}, "convert", "p.yaml")
-    assert stage.source_from_params(section()) == ("init", "")
-    assert stage.source_from_params(section(vgg_src="v.pth")) == ("vgg", "v.pth")
-    assert stage.source_from_params(section(vgg_src="v.pth", dainet_src="d.pth")) == ("dainet", "d.pth")
+    assert source_from_params(section()) == ("init", "")
+    assert source_from_params(section(vgg_src="v.pth")) == ("vgg", "v.pth")
+    assert source_from_params(section(vgg_src="v.pth", dainet_src="d.pth")) == ("dainet", "d.pth")
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,7 +234,7 @@ def test_source_from_params():
 def test_default_is_a_deterministic_seeded_init(tmp_path, tiny_net):
     params = write_params(tmp_path / "params.yaml", TINY, seed=3)
     for name in ("a", "b"):
-        assert stage.main(["--dst", str(tmp_path / f"{name}.ckpt"),
+        assert convert_main(["--dst", str(tmp_path / f"{name}.ckpt"),
                            "--metrics", str(tmp_path / f"{name}.json"), "--params", str(params)]) == 0
     a, b = load_checkpoint(tmp_path / "a.ckpt"), load_checkpoint(tmp_path / "b.ckpt")
     assert {k: v for k, v in a.items() if k != "model"} == {
@@ -260,7 +251,7 @@ def test_default_is_a_deterministic_seeded_init(tmp_path, tiny_net):
     assert not a["model"]["fpn_fem.5.branch3.4.bias"].any() and a["model"]["extras.0.weight"].std() > 0
 
     write_params(params, TINY, seed=4)
-    stage.main(["--dst", str(tmp_path / "c.ckpt"), "--params", str(params)])
+    convert_main(["--dst", str(tmp_path / "c.ckpt"), "--params", str(params)])
     c = load_checkpoint(tmp_path / "c.ckpt")["model"]
     assert not np.array_equal(c["loc_pal2.0.weight"], a["model"]["loc_pal2.0.weight"])
     load_into(tiny_net, c, "c.ckpt")                            # what the train stage does
@@ -277,7 +268,7 @@ def test_vgg_kind_full_width_legacy_file(tmp_path):
     params = write_params(tmp_path / "params.yaml", 1.0, seed=5, vgg_src=str(src))
     try:
         argv = ["--dst", str(dst), "--metrics", str(tmp_path / "m.json"), "--params", str(params)]
-        assert stage.main(argv) == 0
+        assert convert_main(argv) == 0
         ck = load_checkpoint(dst)
         out = ck["model"]
         assert list(out) == list(init)
@@ -299,7 +290,7 @@ def test_dainet_kind_wrapped_and_prefixed(tmp_path, tiny_net):
     src = tmp_path / "DarkFaceZSDA.pth"
     wrapped = OrderedDict(("module." + k, v) for k, v in sd.items())
     torch_writer.save_zip({"epoch": 3, "weight": wrapped}, src)
-    state, loaded = stage.convert("dainet", str(src), ModelConfig(width=TINY), seed=0)
+    state, loaded = convert_state("dainet", str(src), ModelConfig(width=TINY), seed=0)
     assert loaded == len(sd) and list(state) == list(sd)
     for k, v in sd.items():
         np.testing.assert_array_equal(state[k], v)
@@ -308,7 +299,7 @@ def test_dainet_kind_wrapped_and_prefixed(tmp_path, tiny_net):
     torch_writer.save_zip({"epoch": 3, "weight": wrapped}, src)
     with pytest.raises(WeightError, match=r"DarkFaceZSDA\.pth does not fit the model: "
                                           r"1 missing \(ref\.3\.bias\)"):
-        stage.convert("dainet", str(src), ModelConfig(width=TINY), seed=0)
+        convert_state("dainet", str(src), ModelConfig(width=TINY), seed=0)
 
 
 def test_dainet_kind_refusals_exit_2(tmp_path, capsys, monkeypatch):
@@ -337,7 +328,7 @@ def test_decomp_kind_round_trip_and_refusal(tmp_path, capsys):
     params = write_params(tmp_path / "params.yaml", TINY)    # the decomposer ignores model.width
     argv = ["--kind", "decomp", "--src", str(src), "--dst", str(dst), "--metrics", str(metrics),
             "--params", str(params)]
-    assert stage.main(argv) == 0
+    assert convert_main(argv) == 0
     ck = load_checkpoint(dst)
     assert (ck["kind"], ck["pretrained"], ck["source"]) == ("decomp", True, str(src))
     assert list(ck["model"]) == list(sd)
@@ -359,7 +350,7 @@ def test_width_mismatch_refused_before_reading(tmp_path, capsys):
     params = write_params(tmp_path / "params.yaml", 0.25, vgg_src=str(missing))
     with pytest.raises(UserError, match=r"params\.yaml: model\.width is 0\.25 "
                                         r"but published weights need 1\.0"):
-        stage.main(["--dst", str(tmp_path / "x.ckpt"), "--params", str(params)])
+        convert_main(["--dst", str(tmp_path / "x.ckpt"), "--params", str(params)])
     code, err = exit_code_and_message(["--kind", "dainet", "--src", str(missing),
                                        "--dst", str(tmp_path / "x.ckpt"), "--params", str(params)], capsys)
     assert code == 2 and "model.width is 0.25 but published weights need 1.0" in err
@@ -367,5 +358,5 @@ def test_width_mismatch_refused_before_reading(tmp_path, capsys):
 
 def test_kind_and_src_go_together(tmp_path):
     with pytest.raises(SystemExit) as exc:
-        stage.main(["--kind", "vgg", "--dst", str(tmp_path / "x.ckpt")])
+        convert_main(["--kind", "vgg", "--dst", str(tmp_path / "x.ckpt")])
     assert exc.value.code == 2

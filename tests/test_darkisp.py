@@ -52,7 +52,7 @@ def test_config_rejects_a_malformed_matrix(tmp_path):
 def test_sampled_params_shapes_and_ranges(cfg):
     p = D.sample_darkisp_params(500, np.random.default_rng(0), cfg)
     for key in ("gamma", "red_gain", "blue_gain", "wb_scale", "darkness", "shot_noise", "read_noise",
-                "quant_bits", "camera_index"):
+                "quant_bits"):
         assert p[key].shape == (500,), key
     assert p["rgb2cam"].shape == p["cam2rgb"].shape == (500, 3, 3)
     assert cfg.gamma[0] <= p["gamma"].min() and p["gamma"].max() <= cfg.gamma[1]
@@ -60,7 +60,9 @@ def test_sampled_params_shapes_and_ranges(cfg):
     assert cfg.darkness_range[0] <= p["darkness"].min() and p["darkness"].max() <= cfg.darkness_range[1]
     assert cfg.shot_noise[0] <= p["shot_noise"].min() and p["shot_noise"].max() <= cfg.shot_noise[1]
     assert set(np.unique(p["quant_bits"]).tolist()) == set(cfg.quant_bits)
-    assert set(np.unique(p["camera_index"]).tolist()) == {0, 1, 2, 3}
+    cams = D.rgb_to_camera_matrices(cfg.xyz2cams, cfg.rgb2xyz)   # every camera is drawn
+    drawn = {int(np.argmin(np.abs(cams - m).sum(axis=(1, 2)))) for m in p["rgb2cam"].astype(np.float64)}
+    assert drawn == set(range(len(cams))) == {0, 1, 2, 3}
     resid = (np.log(p["read_noise"]) - cfg.read_noise_slope * np.log(p["shot_noise"])
              - cfg.read_noise_intercept)
     assert abs(resid.mean()) < 0.05 and abs(resid.std() - cfg.read_noise_std) < 0.03
@@ -86,9 +88,14 @@ def test_sampling_is_seed_deterministic(cfg):
 
 # --- each step against its inverse ---------------------------------------------------------
 
+def smoothstep(x):
+    """The reference's tone curve 3x^2 - 2x^3, whose inverse DarkISP applies."""
+    return 3.0 * x * x - 2.0 * x * x * x
+
+
 def test_tone_map_and_inverse_cancel():
     x = rand_images()
-    np.testing.assert_allclose(D.tone_map(D.inverse_tone_map(x)).numpy(), x.numpy(), atol=2e-5)
+    np.testing.assert_allclose(smoothstep(D.inverse_tone_map(x).numpy()), x.numpy(), atol=2e-5)
     # and the inverse is not the identity
     assert np.abs(D.inverse_tone_map(x).numpy() - x.numpy()).max() > 0.02
 
@@ -141,15 +148,13 @@ def test_noise_steps_have_the_specified_size():
 def test_output_finite_shaped_and_seed_deterministic(cfg):
     x = rand_images(3, 8, 7)
     p = D.sample_darkisp_params(3, np.random.default_rng(3), cfg)
-    a, pa = D.dark_isp(x, p, seed=7)
-    b, _ = D.dark_isp(x, p, seed=7)
-    c, _ = D.dark_isp(x, p, seed=8)
+    a = D.dark_isp(x, p, seed=7)
+    b = D.dark_isp(x, p, seed=7)
+    c = D.dark_isp(x, p, seed=8)
     assert a.shape == x.shape
     assert np.isfinite(a.numpy()).all()
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert not np.array_equal(a.numpy(), c.numpy())
-    np.testing.assert_allclose(pa["degradation"], np.stack(
-        [p["darkness"], 1 / p["gamma"], 1 / p["red_gain"], 1 / p["blue_gain"]], 1), rtol=1e-6)
 
 
 def test_darken_batch_is_deterministic_under_the_generator_seed(cfg):
@@ -165,7 +170,7 @@ def test_without_darkening_or_noise_only_the_inverse_tone_map_remains(cfg):
     x = rand_images(4, 5, 5, lo=0.05, hi=0.95)
     p = quiet(D.sample_darkisp_params(4, np.random.default_rng(4), cfg))
     p.update(darkness=np.ones(4, np.float32), wb_scale=np.ones(4, np.float32))
-    out, _ = D.dark_isp(x, p, seed=0, eps=1e-20)
+    out = D.dark_isp(x, p, seed=0, eps=1e-20)
     np.testing.assert_allclose(out.numpy(), D.inverse_tone_map(x).numpy(), atol=2e-3)
 
 
@@ -175,7 +180,7 @@ def test_mid_grey_darkens_by_kd_to_the_one_over_gamma(cfg):
     n = 16
     x = jt.full((n, 3, 4, 4), 0.5)
     p = quiet(D.sample_darkisp_params(n, np.random.default_rng(5), cfg))
-    out = D.dark_isp(x, p, seed=1, eps=1e-20)[0].numpy()
+    out = D.dark_isp(x, p, seed=1, eps=1e-20).numpy()
     expect = 0.5 * (p["wb_scale"] * p["darkness"]) ** (1 / p["gamma"])
     np.testing.assert_allclose(out, np.broadcast_to(expect[:, None, None, None], out.shape), rtol=2e-3)
 
@@ -185,7 +190,7 @@ def test_mean_brightness_ratio_on_grey_is_within_the_darkness_bounds(cfg):
     n = 32
     x = jt.full((n, 3, 8, 8), 0.5)
     p = D.sample_darkisp_params(n, np.random.default_rng(6), cfg)
-    out = D.dark_isp(x, p, seed=2)[0].numpy()
+    out = D.dark_isp(x, p, seed=2).numpy()
     k_lo, k_hi = cfg.wb_scale_mean - 3 * cfg.wb_scale_std, cfg.wb_scale_mean + 3 * cfg.wb_scale_std
     lo = (k_lo * cfg.darkness_range[0]) ** (1 / cfg.gamma[0])   # darkest: small k d, small 1/g
     hi = (k_hi * cfg.darkness_range[1]) ** (1 / cfg.gamma[1])

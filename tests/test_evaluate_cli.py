@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,16 +11,12 @@ import pytest
 from dainet.cli import run
 from dainet.evaluation import evaluate_darkface, evaluate_wider, load_wider_ground_truth
 
-from test_evaluation import TINY_EVENTS, TINY_KEEPS, write_wider_gt
+from conftest import stage_main
+from helpers import TINY_EVENTS, TINY_KEEPS, write_wider_gt
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_evaluate", ROOT / "stages" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+evaluate_main = stage_main("evaluate")
 
 
 @pytest.fixture()
@@ -47,7 +42,7 @@ def test_wider_round_trip(tmp_path, params):
         (pred / event / f"{name}.txt").write_text("\n".join([f"{name}.jpg", str(len(lines))] + lines) + "\n")
 
     out, curves = tmp_path / "metrics" / "wider.json", tmp_path / "plots"
-    assert load_stage().main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out),
+    assert evaluate_main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out),
                               "--curves-dir", str(curves), "--params", str(params)]) == 0
 
     metrics = json.loads(out.read_text())
@@ -73,7 +68,7 @@ def test_darkface_round_trip(tmp_path, params):
     (tmp_path / "pred" / "2.txt").write_text("6 6 25 25 0.4\n")
 
     out, curves = tmp_path / "darkface.json", tmp_path / "plots"
-    assert load_stage().main(["darkface", "--pred", str(tmp_path / "pred"), "--labels",
+    assert evaluate_main(["darkface", "--pred", str(tmp_path / "pred"), "--labels",
                               str(tmp_path / "labels"), "--out", str(out), "--curves-dir", str(curves),
                               "--params", str(params)]) == 0
 
@@ -87,7 +82,7 @@ def test_darkface_round_trip(tmp_path, params):
     # the optional params key switches to the official tool's box arithmetic
     params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
                       "  darkface_xyxy_as_xywh: true\n")
-    load_stage().main(["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
+    evaluate_main(["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
                        "--out", str(out), "--params", str(params)])
     expected = evaluate_darkface({"1": np.array([[10, 10, 40, 40, 0.9], [300, 300, 320, 320, 0.7]]),
                                   "2": np.array([[6, 6, 25, 25, 0.4]])},
@@ -104,14 +99,14 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path, params, capsys):
     argv = ["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
             "--out", str(tmp_path / "m.json"), "--params", str(params)]
     with pytest.raises(SystemExit) as exc:
-        run(load_stage().main, argv)
+        run(evaluate_main, argv)
     assert exc.value.code == 2
     assert "1.txt:2: expected 5 finite numbers" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
 
     params.write_text("evaluate:\n  iou_thresh: 0.5\n")
     with pytest.raises(SystemExit):
-        run(load_stage().main, argv)
+        run(evaluate_main, argv)
     assert "missing key 'evaluate.thresholds'" in capsys.readouterr().err
 
 
@@ -122,7 +117,7 @@ def _limit(params: Path, n: int) -> Path:
 
 def _run_error(argv, capsys) -> str:
     with pytest.raises(SystemExit) as exc:
-        run(load_stage().main, argv)
+        run(evaluate_main, argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
@@ -149,7 +144,7 @@ def test_missing_wider_prediction_files_are_counted_and_limited(tmp_path, params
                    f"included")
     assert not out.exists()
 
-    assert load_stage().main(argv[:-1] + [str(_limit(params, 1))]) == 0
+    assert evaluate_main(argv[:-1] + [str(_limit(params, 1))]) == 0
     metrics = json.loads(out.read_text())
     direct = evaluate_wider({k: np.array([[float(v) for v in ln.split()] for ln in lines])
                              for k, lines in files.items()}, load_wider_ground_truth(tmp_path / "gt"))
@@ -171,6 +166,6 @@ def test_missing_darkface_prediction_files_are_counted_and_limited(tmp_path, par
                           f"{tmp_path / 'pred' / '2.txt'}; ")
     assert "at most 1 allowed (evaluate.max_missing_predictions)" in msg
 
-    assert load_stage().main(argv[:-1] + [str(_limit(params, 2))]) == 0
+    assert evaluate_main(argv[:-1] + [str(_limit(params, 2))]) == 0
     # recall 1/3 at precision 1: the two images without a file count as found nothing
     assert json.loads(out.read_text()) == pytest.approx({"ap": 1 / 3, "missing_predictions": 2})

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 
 from dainet.boxes.iou import iou_xyxy_np
 from dainet.errors import UserError
@@ -15,6 +14,7 @@ from dainet.evaluation import (ScoreNormalisationWarning, WiderGroundTruth, eval
                                read_darkface_labels, read_darkface_predictions,
                                read_wider_predictions, voc_ap, write_curve_csv)
 from dainet.formats.predictions import read_wider_prediction_file
+from helpers import TINY_EVENTS, TINY_KEEPS, write_wider_gt
 
 REAL_GT = Path(os.environ.get("DAINET_WIDER_VAL_GT",
                             Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"))
@@ -309,35 +309,6 @@ def test_wider_prediction_file_parsing(tmp_path):
         f.write_text(text)
         with pytest.raises(UserError, match=message):
             read_wider_prediction_file(f)
-
-
-def write_wider_gt(folder: Path, events: dict, keeps: dict) -> None:
-    """A tiny ground-truth folder with the official .mat nesting: {event: {image: boxes}}
-    and {setting: {event: {image: 1-based indices}}}."""
-    def cells(items):
-        out = np.empty((len(items), 1), dtype=object)
-        for i, item in enumerate(items):
-            out[i, 0] = item
-        return out
-
-    names = list(events)
-    face = {"event_list": cells([np.array([e]) for e in names]),
-            "file_list": cells([cells([np.array([n]) for n in events[e]]) for e in names]),
-            "face_bbx_list": cells([cells([np.asarray(b, np.int32).reshape(-1, 4)
-                                           for b in events[e].values()]) for e in names])}
-    folder.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(folder / "wider_face_val.mat", face)
-    for setting, per_event in keeps.items():
-        gt_list = cells([cells([np.asarray(per_event[e][n], np.uint8).reshape(-1, 1)
-                                for n in events[e]]) for e in names])
-        scipy.io.savemat(folder / f"wider_{setting}_val.mat", {**face, "gt_list": gt_list})
-
-
-TINY_EVENTS = {"0--Parade": {"0_a": [[10, 10, 20, 20], [60, 10, 20, 20]], "0_b": [[5, 5, 40, 40]]},
-               "1--Handshaking": {"1_a": [[0, 0, 8, 8]]}}
-TINY_KEEPS = {"easy": {"0--Parade": {"0_a": [1], "0_b": [1]}, "1--Handshaking": {"1_a": []}},
-              "medium": {"0--Parade": {"0_a": [1, 2], "0_b": [1]}, "1--Handshaking": {"1_a": []}},
-              "hard": {"0--Parade": {"0_a": [1, 2], "0_b": [1]}, "1--Handshaking": {"1_a": [1]}}}
 
 
 def test_tiny_mat_ground_truth_roundtrip(tmp_path):

@@ -6,7 +6,7 @@ import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.models import ModelConfig, build_model, init_weights
-from dainet.training.optim import make_sgd, parameter_groups, set_lr
+from dainet.training.optim import make_optimizer, parameter_groups, set_lr
 
 L2NORM_NAMES = {f"L2Norm{k}{i}.weight" for k in ("of", "ef") for i in (1, 2, 3)}
 
@@ -28,7 +28,7 @@ def test_groups_follow_the_reference(net):
 
 @pytest.mark.parametrize("train_l2norm", [False, True])
 def test_l2norm_weights_move_only_when_trained_but_always_count_in_the_clip(net, train_l2norm):
-    opt = make_sgd(net, 0.1, 0.1, 0.9, 5e-4, train_l2norm=train_l2norm)
+    opt = make_optimizer(net, "sgd", 0.1, 0.1, 0.9, 5e-4, train_l2norm=train_l2norm)
     set_lr(opt, 0.2)
     assert {pg["name"]: pg["lr"] for pg in opt.param_groups} == pytest.approx(
         {"main": 0.2, "ref": 0.02, **({} if train_l2norm else {"frozen": 0.0})})

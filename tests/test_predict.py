@@ -2,14 +2,11 @@
 skipped images, and the round trip through stages/evaluate.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-import yaml
 
 import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
@@ -25,53 +22,9 @@ from dainet.inference.predictor import (check_unique_outputs, folder_images, loa
 from dainet.models import ModelConfig, build_model, init_weights
 from dainet.weights import WeightError, save_checkpoint
 
-from helpers import prior_spec
-from test_evaluation import write_wider_gt
-
-ROOT = Path(__file__).resolve().parents[1]
-WIDTH = 0.125
-IMAGE_HW = (96, 128)
-
-
-def load_stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def write_params(path: Path, **sections) -> Path:
-    """The project's params.yaml at model width 0.125, with section overrides."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"]["width"] = WIDTH
-    params["model"]["norm"] = "none"   # the tests' checkpoints are the paper network at WIDTH
-    params["predict"]["top_k"] = 5000  # the spec value, as the tests' direct MultiScaleConfig()
-    for name, values in sections.items():
-        params[name].update(values)
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
-def write_images(folder: Path, names: list[str], hw=IMAGE_HW, seed=0) -> list[Path]:
-    """Smooth random colour images (JPEG) with a bright blob, so detections vary per image."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in names:
-        small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
-        img = cv2.resize(small, hw[::-1], interpolation=cv2.INTER_CUBIC)
-        cv2.circle(img, (int(rng.integers(20, hw[1] - 20)), int(rng.integers(20, hw[0] - 20))), 14,
-                   (230, 200, 180), -1)
-        cv2.imwrite(str(folder / name), img)
-        paths.append(folder / name)
-    return paths
-
-
-def write_list_file(path: Path, images: list[Path]) -> Path:
-    # the boxes are only there to make it a valid list: predict ignores them
-    path.write_text("".join(f"{p} 1 10 10 20 20 1\n" for p in images))
-    return path
-
+from conftest import stage_main
+from helpers import (IMAGE_HW, WIDTH, prior_spec, write_images, write_list_file, write_narrow_params,
+                     write_wider_gt)
 
 @pytest.fixture(scope="module")
 def tiny_net():
@@ -95,7 +48,7 @@ def wider_set(tmp_path_factory):
 
 
 def run_predict(args: list[str]) -> int:
-    return load_stage("predict").main(args)
+    return stage_main("predict")(args)
 
 
 # ------------------------------------------------------------ detect_fn (fake network)
@@ -195,7 +148,7 @@ def test_empty_inputs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no image files"):
         folder_images(tmp_path / "empty")
     (tmp_path / "empty.txt").write_text("\n")
-    params = write_params(tmp_path / "params.yaml")
+    params = write_narrow_params(tmp_path / "params.yaml")
     with pytest.raises(UserError, match="holds no images"):
         run_predict(["--weights", "unused.ckpt", "--list", str(tmp_path / "empty.txt"),
                      "--out", str(tmp_path / "out"), "--format", "wider", "--params", str(params)])
@@ -211,10 +164,10 @@ def test_predict_stage_fails_when_too_many_images_are_skipped(tmp_path, checkpoi
     metrics = tmp_path / "predict.json"
 
     def stage(max_skipped: int, list_file: Path) -> str:
-        params = write_params(tmp_path / "params.yaml", predict={"max_skipped_images": max_skipped})
+        params = write_narrow_params(tmp_path / "params.yaml", predict={"max_skipped_images": max_skipped})
         capsys.readouterr()
         with pytest.raises(SystemExit) as exc:
-            run(load_stage("predict").main, ["--weights", str(checkpoint), "--list", str(list_file),
+            run(stage_main("predict"), ["--weights", str(checkpoint), "--list", str(list_file),
                                              "--out", str(tmp_path / "pred"), "--format", "darkface",
                                              "--single-scale", "--metrics", str(metrics),
                                              "--params", str(params)])
@@ -254,7 +207,7 @@ def test_method_from_checkpoint(tmp_path):
 
 def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set):
     root, images, list_file = wider_set
-    params = write_params(tmp_path / "params.yaml")
+    params = write_narrow_params(tmp_path / "params.yaml")
     out, metrics = tmp_path / "pred", tmp_path / "metrics" / "predict.json"
     assert run_predict(["--weights", str(checkpoint), "--list", str(list_file), "--out", str(out),
                         "--format", "wider", "--single-scale", "--metrics", str(metrics),
@@ -282,7 +235,7 @@ def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set
 def test_predict_stage_darkface_folder_multi_scale(tmp_path, checkpoint):
     write_images(tmp_path / "dark" / "sub", ["7.png"], hw=(48, 64), seed=3)
     (tmp_path / "dark" / "7.txt").write_text("1\n1 1 5 5\n")   # a label file is not an image
-    params = write_params(tmp_path / "params.yaml", predict={"single_scale": False})
+    params = write_narrow_params(tmp_path / "params.yaml", predict={"single_scale": False})
     out, metrics = tmp_path / "pred", tmp_path / "predict.json"
     assert run_predict(["--weights", str(checkpoint), "--images", str(tmp_path / "dark"), "--out", str(out),
                         "--format", "darkface", "--metrics", str(metrics), "--params", str(params)]) == 0
@@ -302,7 +255,7 @@ def best_box_px(pred_xywh_score: np.ndarray) -> list[int]:
 
 def test_round_trip_wider_through_evaluate(tmp_path, checkpoint, wider_set):
     _, _, list_file = wider_set
-    params = write_params(tmp_path / "params.yaml")
+    params = write_narrow_params(tmp_path / "params.yaml")
     pred = tmp_path / "pred"
     run_predict(["--weights", str(checkpoint), "--list", str(list_file), "--out", str(pred),
                  "--format", "wider", "--single-scale", "--params", str(params)])
@@ -314,7 +267,7 @@ def test_round_trip_wider_through_evaluate(tmp_path, checkpoint, wider_set):
     write_wider_gt(tmp_path / "gt", events, keeps)
 
     out = tmp_path / "wider.json"
-    assert load_stage("evaluate").main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"),
+    assert stage_main("evaluate")(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"),
                                         "--out", str(out), "--params", str(params)]) == 0
     aps = json.loads(out.read_text())
     assert list(aps) == ["easy", "medium", "hard", "missing_predictions"]
@@ -326,7 +279,7 @@ def test_round_trip_darkface_through_evaluate(tmp_path, checkpoint):
     images = write_images(tmp_path / "image", ["1.png", "2.png"], seed=5)
     (tmp_path / "image" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     images.insert(1, tmp_path / "image" / "3.png")
-    params = write_params(tmp_path / "params.yaml", predict={"max_skipped_images": 1})
+    params = write_narrow_params(tmp_path / "params.yaml", predict={"max_skipped_images": 1})
     pred, metrics = tmp_path / "pred", tmp_path / "predict.json"
     run_predict(["--weights", str(checkpoint), "--list", str(write_list_file(tmp_path / "dark.txt", images)),
                  "--out", str(pred), "--format", "darkface", "--single-scale", "--metrics", str(metrics),
@@ -341,7 +294,7 @@ def test_round_trip_darkface_through_evaluate(tmp_path, checkpoint):
         (tmp_path / "label" / f"{stem}.txt").write_text(f"1\n{x1} {y1} {x2} {y2}\n")
 
     out = tmp_path / "darkface.json"
-    assert load_stage("evaluate").main(["darkface", "--pred", str(pred), "--labels", str(tmp_path / "label"),
+    assert stage_main("evaluate")(["darkface", "--pred", str(pred), "--labels", str(tmp_path / "label"),
                                         "--out", str(out), "--params", str(params)]) == 0
     m = json.loads(out.read_text())
     assert 0.0 < m["ap"] <= 1.0 and m["missing_predictions"] == 0

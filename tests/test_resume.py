@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY, stage_main, write_params
-from test_train import read_rows, run_dir, train_args, weights  # noqa: F401  (weights: a fixture)
+from helpers import read_rows, run_dir, train_args
 
 slow = pytest.mark.slow
 

@@ -106,3 +106,17 @@ def test_doctor_reports_without_jittor(capsys):
     out = capsys.readouterr().out
     for key in ("cuda", "onednn", "jittor_home", "onednn_dir"):
         assert key in out
+
+
+def test_use_device_is_the_one_picker():
+    """train, predict and visualize all pick the device here (no GPU on the test machine)."""
+    import jittor as jt
+    if jt.has_cuda:
+        pytest.skip("a GPU is usable here")
+    assert runtime.use_device("auto") == "cpu" and jt.flags.use_cuda == 0
+    assert runtime.use_device("cpu") == "cpu"
+    from dainet.errors import UserError
+    with pytest.raises(UserError, match=r"^params train.device is 'cuda' but no usable GPU was found"):
+        runtime.use_device("cuda")
+    with pytest.raises(ValueError, match="device must be one of"):
+        runtime.use_device("tpu")

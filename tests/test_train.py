@@ -1,7 +1,6 @@
 """The train_decomp and train stages on a tiny profile: outputs, resume, NaN guard, DSFD."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -9,45 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY, stage_main, write_params
+from helpers import read_rows, run_dir, train_args
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, tiny_data):
-    """Seeded initial DAI-Net weights and a decomposition net (as convert_weights writes them)."""
-    import dainet  # noqa: F401
-    from dainet.models import build_model
-    from dainet.models.decomp import build_decomposer
-    from dainet.models.init import init_weights
-    from dainet.params import load_params
-    from dainet.weights.checkpoint import save_checkpoint
-
-    d = tmp_path_factory.mktemp("weights")
-    model = load_params(tiny_data["params"]).section("model")
-    save_checkpoint(d / "init.ckpt", {"model": init_weights(build_model(model), 0, "kaiming").state_dict()})
-    save_checkpoint(d / "decomp.ckpt", {"model": init_weights(build_decomposer(model), 0).state_dict()})
-    return d
-
-
-def train_args(tiny_data, weights, out: Path, params: Path) -> list[str]:
-    lists = tiny_data["lists"]
-    return ["--train-list", str(lists / "train.txt"), "--val-list", str(lists / "val.txt"),
-            "--init", str(weights / "init.ckpt"), "--decomp", str(weights / "decomp.ckpt"),
-            "--checkpoints", str(out / "ckpt"), "--out", str(out / "model.ckpt"),
-            "--metrics", str(out / "train.json"), "--plots", str(out / "plots"), "--params", str(params)]
-
-
-def read_rows(path: Path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def run_dir(out: Path) -> Path:
-    """The one run folder (``<fingerprint>/``) below a run's ``--checkpoints``."""
-    runs = [d for d in (out / "ckpt").iterdir() if d.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 def test_train_decomp_writes_weights_metrics_curve_and_preview(tmp_path, tiny_data):

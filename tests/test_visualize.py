@@ -16,7 +16,8 @@ from dainet.models import ModelConfig, build_model, init_weights
 from dainet.params import ParamError
 from dainet.weights import save_checkpoint
 
-from test_predict import WIDTH, load_stage, write_images, write_list_file, write_params
+from conftest import stage_main
+from helpers import WIDTH, write_images, write_list_file, write_narrow_params
 
 
 # ---------------------------------------------------------------------- pure pictures
@@ -143,13 +144,13 @@ def weights(path: Path, method: str) -> Path:
 
 
 def run_visualize(tmp_path, lists, method, out_name="vis", **vis):
-    params = write_params(tmp_path / "params.yaml",
+    params = write_narrow_params(tmp_path / "params.yaml",
                           visualize={"n_images": 2, "feature_layers": ["of1", "ef1", "x_shallow"], **vis})
     out = tmp_path / out_name
     ckpt = tmp_path / f"{method}.ckpt"
     if not ckpt.exists():
         weights(ckpt, method)
-    assert load_stage("visualize").main(["--weights", str(ckpt), "--clean-list", str(lists[0]),
+    assert stage_main("visualize")(["--weights", str(ckpt), "--clean-list", str(lists[0]),
                                          "--dark-list", str(lists[1]), "--out", str(out),
                                          "--params", str(params)]) == 0
     return out

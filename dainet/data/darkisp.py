@@ -103,7 +103,7 @@ def sample_darkisp_params(n: int, rng: np.random.Generator, cfg: DarkISPConfig) 
 
     Returns float32 arrays of shape ``[n]`` (``gamma``, ``red_gain``, ``blue_gain``,
     ``wb_scale``, ``darkness``, ``shot_noise``, ``read_noise``, ``quant_bits``),
-    ``camera_index`` int64 ``[n]`` and ``rgb2cam`` / ``cam2rgb`` float32 ``[n, 3, 3]``.
+    and ``rgb2cam`` / ``cam2rgb`` float32 ``[n, 3, 3]`` (of one of ``cfg.xyz2cams`` per image).
 
     The darkness is a normal(mean, std) truncated to ``darkness_range`` by inverse CDF
     (``scipy.stats.truncnorm``), as in the reference, not clipped: clipping would pile
@@ -121,7 +121,6 @@ def sample_darkisp_params(n: int, rng: np.random.Generator, cfg: DarkISPConfig) 
     f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     return {
         "gamma": f32(rng.uniform(*cfg.gamma, size=n)),
-        "camera_index": camera_index.astype(np.int64),
         "rgb2cam": f32(rgb2cam),
         "cam2rgb": f32(np.linalg.inv(rgb2cam)),  # inverted in float64 before the cast
         "red_gain": f32(rng.uniform(*cfg.red_gain, size=n)),
@@ -142,13 +141,9 @@ def _per_image(v) -> jt.Var:
     return v.reshape((-1, 1, 1, 1))
 
 
-def tone_map(x: jt.Var) -> jt.Var:
-    """The smoothstep tone curve 3x^2 - 2x^3 (used only to test its inverse)."""
-    return 3.0 * x * x - 2.0 * x * x * x
-
-
 def inverse_tone_map(x: jt.Var) -> jt.Var:
-    """0.5 - sin(asin(1 - 2x) / 3); x clamped to [0, 1] first (asin is NaN outside)."""
+    """0.5 - sin(asin(1 - 2x) / 3), the inverse of the smoothstep tone curve 3x^2 - 2x^3;
+    x clamped to [0, 1] first (asin is NaN outside)."""
     return 0.5 - jt.sin(jt.asin(1.0 - 2.0 * x.clamp(0.0, 1.0)) / 3.0)
 
 
@@ -211,12 +206,11 @@ def seeded_noise(shape, seed: int) -> tuple[jt.Var, jt.Var]:
 
 
 def dark_isp(images: jt.Var, params: dict[str, np.ndarray], seed: int,
-             eps: float = 1e-8) -> tuple[jt.Var, dict[str, np.ndarray]]:
+             eps: float = 1e-8) -> jt.Var:
     """Darken a clean batch: ``images`` [N, 3, H, W] RGB in [0, 1] -> dark [N, 3, H, W].
 
     ``params`` comes from :func:`sample_darkisp_params` (values for N images);
-    ``seed`` fixes the per-pixel noise. Returns the dark batch (no gradient) and the
-    params plus ``degradation`` float32 [N, 4] = (d, 1/g, 1/r, 1/b).
+    ``seed`` fixes the per-pixel noise. Returns the dark batch (no gradient).
     """
     n = images.shape[0]
     bad = [k for k in ("gamma", "darkness", "red_gain", "blue_gain") if len(params[k]) != n]
@@ -235,14 +229,13 @@ def dark_isp(images: jt.Var, params: dict[str, np.ndarray], seed: int,
         x = apply_gains(x, wb)
         x = apply_ccm(x, params["cam2rgb"])
         x = gamma_compress(x, g, eps)
-    degradation = np.stack([params["darkness"], 1.0 / g, 1.0 / params["red_gain"],
-                            1.0 / params["blue_gain"]], axis=1).astype(np.float32)
-    return x.stop_grad(), dict(params, degradation=degradation)
+    return x.stop_grad()
 
 
 def darken_batch(images: jt.Var, rng: np.random.Generator,
                  cfg: DarkISPConfig) -> tuple[jt.Var, dict[str, np.ndarray]]:
-    """Draw fresh parameters and a noise seed from ``rng`` and apply :func:`dark_isp`."""
+    """Draw fresh parameters and a noise seed from ``rng`` and apply :func:`dark_isp`:
+    ``(dark batch, the drawn parameters)``."""
     params = sample_darkisp_params(images.shape[0], rng, cfg)
     seed = int(rng.integers(2 ** 31 - 1))  # Jittor seeds are C ints
-    return dark_isp(images, params, seed, cfg.eps)
+    return dark_isp(images, params, seed, cfg.eps), params

@@ -11,13 +11,16 @@
 
 :func:`predict_images` runs it over an image set (each image read once, unreadable
 ones reported and counted) and writes WIDER or DARK FACE prediction files;
-:func:`check_skipped` fails a run that skipped more images than allowed.
+:func:`check_skipped` fails a run that skipped more images than allowed;
+:func:`predict` is the `predict` stage (stages/predict.py calls it), and
+:func:`detector_from_params` the network the `visualize` stage draws with.
 
 This module imports Jittor (the rest of :mod:`dainet.inference` does not): import it
 as ``dainet.inference.predictor``, after ``dainet``.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,18 +41,15 @@ from dainet.formats.lists import read_list
 from dainet.formats.predictions import FORMATS, write_darkface_prediction, write_wider_prediction
 from dainet.inference.multiscale import DetectFn, MultiScaleConfig, multi_scale_detect
 from dainet.models import build_model
+from dainet.models.config import ModelConfig
+from dainet.params import Section
+from dainet.runtime import use_device
 from dainet.weights import WeightError, load_checkpoint, load_into
 
 METHODS = ("dainet", "dsfd")
 
 
 # ----------------------------------------------------------------------------- network
-
-def select_device() -> str:
-    """CUDA when Jittor found a usable GPU, else CPU (params ``train.device: auto``)."""
-    jt.flags.use_cuda = int(bool(jt.has_cuda))
-    return "cuda" if jt.flags.use_cuda else "cpu"
-
 
 def load_detector(weights: str | Path, model_section) -> tuple["jt.nn.Module", str]:
     """``(net, method)`` from one of our checkpoints (``{"model": state, "method": ...}``).
@@ -223,3 +223,34 @@ def check_skipped(stats: PredictStats, max_skipped: int) -> None:
                         f"{stats.skipped[0]}; at most {max_skipped} allowed (predict.max_skipped_images)")
     if n and not stats.images:
         raise UserError(f"no image could be read: all {n} were skipped, the first: {stats.skipped[0]}")
+
+
+# ---------------------------------------------------------------------------- the stage
+
+def detector_from_params(params: Section, weights: str | Path, cfg: MultiScaleConfig):
+    """``(net, method, device, detect_fn)``: the checkpoint's network on the device that
+    :func:`dainet.runtime.use_device` picks, detecting against the second-shot priors."""
+    priors = PriorSpec.from_params(params.section("priors"), ModelConfig.from_section(params.section("model")),
+                                   shot=2)
+    device = use_device()
+    net, method = load_detector(weights, params.section("model"))
+    return net, method, device, make_detect_fn(net, priors, cfg)
+
+
+def predict(params: Section, weights: str | Path, out_dir: str | Path, fmt: str,
+            list_path: str | Path | None = None, images_dir: str | Path | None = None,
+            single_scale: bool = False, progress: Callable[[Iterable], Iterable] = iter) -> dict:
+    """The `predict` stage: detect faces in the images of ``list_path`` (or of the folder
+    ``images_dir``) with the checkpoint ``weights``, write one ``fmt`` file per image
+    below ``out_dir``, fail past ``predict.max_skipped_images`` unreadable images, and
+    return the stage's metrics (:meth:`PredictStats.metrics` plus method, device)."""
+    sec = params.section("predict")
+    max_skipped = sec.int("max_skipped_images")
+    cfg = MultiScaleConfig.from_params(sec)
+    if single_scale:
+        cfg = dataclasses.replace(cfg, single_scale=True)
+    images = list_images(list_path) if list_path else folder_images(images_dir)
+    _, method, device, detect_fn = detector_from_params(params, weights, cfg)
+    stats = predict_images(images, detect_fn, cfg, out_dir, fmt, progress=progress)
+    check_skipped(stats, max_skipped)
+    return {**stats.metrics(cfg.single_scale), "method": method, "device": device}

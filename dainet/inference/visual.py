@@ -226,3 +226,59 @@ def feature_grid(fmap_chw: np.ndarray, n_channels: int = 16, min_tile: int = 64,
     grid = cells.reshape(rows, cols, th + gap, tw + gap, 3).transpose(0, 2, 1, 3, 4)
     grid = grid.reshape(rows * (th + gap), cols * (tw + gap), 3)
     return np.ascontiguousarray(grid[:rows * (th + gap) - gap, :cols * (tw + gap) - gap])
+
+
+# ---------------------------------------------------------------------------- the stage
+
+def visualize(params, weights, clean_list, dark_list, out) -> dict:
+    """The `visualize` stage (stages/visualize.py calls it): the PNGs of its docstring
+    below ``out`` from the checkpoint ``weights``; returns a summary for the stage's line
+    (method, device, counts, whether there was a reflectance decoder).
+
+    Unlike the rest of this module it runs the network: Jittor is imported here, so
+    call it only after the params have been read.
+    """
+    from dataclasses import replace
+    from pathlib import Path
+
+    from dainet.formats.images import read_image
+    from dainet.formats.lists import read_list
+    from dainet.inference.multiscale import MultiScaleConfig, multi_scale_detect
+    from dainet.inference.predictor import detector_from_params, feature_maps, reflectance
+    from dainet.models.dainet import ENHANCED_NAMES, SOURCE_NAMES
+    from dainet.params import ParamError
+    from dainet.utils.fileio import write_image
+
+    vis = params.section("visualize")
+    n_images, score_thresh = vis.int("n_images"), vis.float("score_thresh")
+    layers = vis.list("feature_layers", str)
+    n_channels = vis.int("feature_channels", 16)
+    known = ("x_shallow",) + SOURCE_NAMES + ENHANCED_NAMES
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise ParamError(f"{vis.source}: visualize.feature_layers: unknown {unknown}; "
+                         f"choose from {', '.join(known)}")
+    if n_images < 1:
+        raise ParamError(f"{vis.source}: visualize.n_images: expected >= 1, got {n_images}")
+    cfg = replace(MultiScaleConfig.from_params(params.section("predict")), single_scale=True)
+    clean = read_list(clean_list)[:n_images]
+    dark = read_list(dark_list)[:n_images]
+
+    net, method, device, detect_fn = detector_from_params(params, weights, cfg)
+    out = Path(out)
+    for kind, entries in (("clean", clean), ("dark", dark)):
+        for i, entry in enumerate(entries):
+            rgb = read_image(entry.image)
+            dets = multi_scale_detect(rgb, detect_fn, cfg)
+            gt = entry.boxes_xyxy[entry.labels == 1]
+            write_image(out / f"detections_{kind}_{i}.png", draw_detections(rgb, dets, score_thresh, gt))
+            if kind == "dark" and net.reflectance:
+                R = reflectance(net, rgb.astype(np.float32) / 255.0)
+                write_image(out / f"reflectance_{i}.png",
+                            side_by_side(rgb, reflectance_picture(R, rgb.shape[:2])))
+
+    first_dark = read_image(dark[0].image).astype(np.float32) / 255.0
+    for name, fmap in feature_maps(net, first_dark, layers).items():
+        write_image(out / f"features_{name}.png", feature_grid(fmap, n_channels))
+    return {"method": method, "device": device, "clean": len(clean), "dark": len(dark),
+            "feature_grids": len(layers), "reflectance": bool(net.reflectance)}

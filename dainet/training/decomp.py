@@ -17,8 +17,13 @@ from tqdm import tqdm
 from dainet.data.darkisp import DarkISPConfig, darken_batch
 from dainet.errors import UserError
 from dainet.formats.images import read_image
+from dainet.formats.lists import read_list
 from dainet.losses.retinex import decomposition_loss
+from dainet.models.decomp import build_decomposer
+from dainet.models.init import init_weights
 from dainet.params import Section
+from dainet.training.logging import to_uint8_image
+from dainet.weights import load_into, read_pth
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,41 @@ def decomposition_preview(decomposer, images: list[np.ndarray], size: int) -> np
             small = cv2.resize(img, (max(2, round(w * s)) // 2 * 2, size), interpolation=cv2.INTER_AREA)
             x = jt.array(small.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
             R, I = decomposer(x)
-            R = (R.numpy()[0].transpose(1, 2, 0) * 255 + 0.5).clip(0, 255).astype(np.uint8)
-            I = (np.repeat(I.numpy()[0].transpose(1, 2, 0), 3, axis=2) * 255 + 0.5).clip(0, 255).astype(np.uint8)
-            rows.append(np.concatenate([small, R, I], axis=1))
+            rows.append(np.concatenate([small, to_uint8_image(R[0]), to_uint8_image(I[0])], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.concatenate(rows, axis=0)
+
+
+@dataclass
+class DecompRun:
+    """What :func:`train_decomp` made: the eval-mode network, its loss rows (none when
+    converted), the input | R | I preview of the validation images, and its source."""
+    net: object
+    rows: list
+    preview: np.ndarray
+    src: str
+    iterations: int
+
+
+def train_decomp(params: Section, train_list: str, val_list: str, src: str | None = None) -> DecompRun:
+    """The `train_decomp` stage (stages/train_decomp.py calls it): convert the published
+    ``src`` (default params ``train_decomp.src``) or, without one, train the decomposer
+    on (DarkISP(clean), clean) crops of ``train_list``; preview the first
+    ``train_decomp.n_preview`` images of ``val_list``."""
+    sec = params.section("train_decomp")
+    src = src if src is not None else sec.str("src")
+    cfg = DecompTrainConfig.from_params(sec)
+    jt.set_global_seed(cfg.seed)
+    net = build_decomposer(params.section("model"))
+    if src:
+        load_into(net, read_pth(src), src)
+        rows = []
+    else:
+        init_weights(net, cfg.seed)
+        paths = [e.image for e in read_list(train_list)]
+        rows = train_decomposer(net, paths, cfg, DarkISPConfig.from_params(params.section("darkisp")))
+    net.eval()
+    val = read_list(val_list)[: sec.int("n_preview")]
+    preview = decomposition_preview(net, [read_image(e.image) for e in val], size=sec.int("preview_size"))
+    return DecompRun(net=net, rows=rows, preview=preview, src=src, iterations=0 if src else cfg.iterations)

@@ -27,7 +27,11 @@ from dainet.utils.fileio import append_text, write_text
 
 
 def to_uint8_image(x) -> np.ndarray:
-    """[3, H, W] or [1, H, W] float in [0, 1] (Var or array) -> uint8 [H, W, 3]."""
+    """[3, H, W] or [1, H, W] float in [0, 1] (Var or array) -> uint8 [H, W, 3], clipped,
+    rounded half up: the training pictures (this log's, the decomposition preview).
+
+    :func:`dainet.inference.visual.to_uint8` rounds half to even instead; merging the
+    two would move a few pixels per million in the committed pictures."""
     a = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
     if a.shape[0] == 1:
         a = np.repeat(a, 3, axis=0)

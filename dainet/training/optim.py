@@ -58,12 +58,6 @@ def make_optimizer(net: jt.nn.Module, kind: str, lr: float, ref_lr_mult: float, 
     raise ValueError(f"optimizer must be one of {'|'.join(OPTIMIZERS)}, got {kind!r}")
 
 
-def make_sgd(net: jt.nn.Module, lr: float, ref_lr_mult: float, momentum: float,
-             weight_decay: float, train_l2norm: bool = False) -> jt.optim.SGD:
-    """The paper's optimiser: :func:`make_optimizer` with ``sgd``."""
-    return make_optimizer(net, "sgd", lr, ref_lr_mult, momentum, weight_decay, train_l2norm)
-
-
 def set_lr(opt: jt.optim.SGD, lr: float) -> None:
     """The scheduled lr, times each group's ``lr_mult``."""
     opt.lr = lr

@@ -1,8 +1,10 @@
 """Published weights -> the initial state dict of our model (stage ``convert_weights``).
 
-Pure functions on ``{name: array}`` dicts; the stage reads the files, builds the
-Jittor module (for its names, shapes and dtypes, and for the seeded initialisation)
-and writes the checkpoint. Three kinds of published file (names: spec §13):
+:func:`convert_weights` is the stage (stages/convert_weights.py calls it): it picks the
+kind and source, reads the file, builds the Jittor module (for its names, shapes and
+dtypes, and for the seeded initialisation; Jittor is imported only then) and returns
+the state dict the stage saves. The rest are pure functions on ``{name: array}`` dicts.
+Three kinds of published file (names: spec §13):
 
 * ``vgg`` -- the backbone file ``vgg16_reducedfc.pth`` (``<i>.weight|bias``): its
   tensors replace ``vgg.<i>.*`` of a seeded initialisation of the whole model
@@ -25,10 +27,11 @@ values have ``.shape`` and ``.dtype`` (numpy arrays or Jittor Vars); only
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from dainet.params import Section
 from dainet.weights import WeightError
 from dainet.weights.names import backbone_to_model, check_state_dict, strip_prefix
 
@@ -38,6 +41,11 @@ PUBLISHED_WIDTH = 1.0                    # the paper network: every published te
 DATAPARALLEL_PREFIX = "module."
 BACKBONE_PREFIX = "vgg."
 MAX_LISTED = 12
+SEEDED = "init"                          # the kind recorded when no file is converted
+INITS = ("xavier", "kaiming")            # params convert.backbone_init / neck_init
+
+if TYPE_CHECKING:
+    from dainet.models import ModelConfig
 
 
 def require_published_width(width: float, where: str, source: str,
@@ -107,3 +115,58 @@ def convert_backbone(init: Mapping[str, np.ndarray], backbone: Mapping[str, np.n
                                 BACKBONE_PREFIX)
     vgg = {k: v for k, v in init.items() if k.startswith(BACKBONE_PREFIX)}
     return {**init, **fit_to_reference(vgg, renamed, source)}
+
+
+def source_from_params(convert: Section) -> tuple[str, str]:
+    """``(kind, source)`` from the params ``convert`` section; a DAI-Net file wins over VGG."""
+    if convert.str("dainet_src"):
+        return "dainet", convert.str("dainet_src")
+    if convert.str("vgg_src"):
+        return "vgg", convert.str("vgg_src")
+    return SEEDED, ""
+
+
+def numpy_state(net) -> dict[str, np.ndarray]:
+    return {name: var.numpy() for name, var in net.state_dict().items()}
+
+
+def convert_state(kind: str, src: str, cfg: "ModelConfig", seed: int,
+                  backbone_init: str = "kaiming", neck_init: str = "xavier") -> tuple[dict[str, np.ndarray], int]:
+    """``(state dict, tensors taken from src)`` for one kind; the file is read before any model work."""
+    # imported here, not at module level: Jittor loads (and may compile) only after the params passed
+    from dainet.models import build_decomposer, build_model, init_weights
+    from dainet.weights import read_pth
+
+    if kind == SEEDED:
+        return numpy_state(init_weights(build_model(cfg), seed, backbone_init, neck_init)), 0
+    published = read_pth(src)     # refuses unsafe or corrupt files before anything else runs
+    if kind == "decomp":
+        state = convert_model(build_decomposer(cfg).state_dict(), published, src)
+    elif kind == "dainet":
+        state = convert_model(build_model(cfg).state_dict(), published, src)
+    else:
+        state = convert_backbone(numpy_state(init_weights(build_model(cfg), seed, neck=neck_init)), published, src)
+    return state, len(published)
+
+
+def convert_weights(params: Section, kind: str | None = None, src: str | None = None,
+                    ) -> tuple[dict[str, np.ndarray], dict, int]:
+    """The `convert_weights` stage: ``(state dict, record, tensors taken from src)``.
+
+    ``kind`` and ``src`` (both or neither) name one published file; without them they
+    come from params ``convert`` (:func:`source_from_params`). ``record`` is what the
+    checkpoint and the metrics hold besides the state: pretrained, kind, source, seed, width.
+    """
+    from dainet.models.config import ModelConfig   # no Jittor
+
+    cfg = ModelConfig.from_section(params.section("model"))
+    convert = params.section("convert")
+    seed = convert.int("seed")
+    backbone_init = convert.choice("backbone_init", INITS)
+    neck_init = convert.choice("neck_init", INITS)
+    kind, src = (kind, src) if kind else source_from_params(convert)
+    if kind in WIDTH_SCALED_KINDS:
+        require_published_width(cfg.width, f"{params.source}: model.width", src)
+    state, loaded = convert_state(kind, src, cfg, seed, backbone_init, neck_init)
+    record = {"pretrained": kind != SEEDED, "kind": kind, "source": src, "seed": seed, "width": cfg.width}
+    return state, record, loaded

@@ -1,0 +1,162 @@
+"""The `train` stage as one function (stages/train.py calls :func:`train`; spec §9).
+
+:func:`train` assembles the run from the params -- datasets, the network (the DSFD
+baseline drops the reflectance decoder ``ref.*``), the frozen decomposer, optimiser,
+losses with both shots' priors, the run fingerprint -- runs
+:func:`dainet.training.joint.fit` under :class:`~dainet.training.joint.StopSignals`,
+and on a finished run copies the best weights to ``out``. The stage script writes the
+metrics JSON from the returned :class:`TrainRun`.
+
+This module imports Jittor: import it only after the params have been read.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dainet  # noqa: F401  (Jittor set-up before jittor)
+import jittor as jt
+
+from dainet.boxes.priors import both_shots
+from dainet.data.augment import AugmentConfig
+from dainet.data.darkisp import DarkISPConfig
+from dainet.data.dataset import ValDataset, WiderFaceDataset
+from dainet.errors import UserError
+from dainet.models import build_model
+from dainet.models.config import ModelConfig
+from dainet.models.decomp import build_decomposer
+from dainet.params import Section
+from dainet.runtime import use_device
+from dainet.training.joint import (Checkpoints, LoopState, StepLosses, StopSignals, TrainConfig, file_digest,
+                                   fingerprint, fit, path_params)
+from dainet.training.logging import TrainLogger
+from dainet.training.optim import make_optimizer
+from dainet.training.schedule import scaled_lr, total_iterations
+from dainet.utils.fileio import atomic_path
+from dainet.weights import load_into
+from dainet.weights.checkpoint import load_checkpoint, save_checkpoint
+
+# the params sections, besides `train`, whose values decide the optimisation path
+FINGERPRINT_SECTIONS = ("model", "priors", "darkisp", "augment")
+
+
+class EpochBatches:
+    """``(epoch, b) -> batch b of epoch``, restarting the dataset only when the order jumps."""
+
+    def __init__(self, dataset):  # a WiderFaceDataset
+        self.ds, self.epoch, self.next_b, self.it = dataset, None, None, None
+
+    def __call__(self, epoch: int, b: int):
+        if epoch != self.epoch or b != self.next_b:
+            self.it = iter(self.ds.set_epoch(epoch, b))
+            self.epoch = epoch
+        self.next_b = b + 1
+        return next(self.it)
+
+
+@dataclass
+class TrainRun:
+    """What one session of :func:`train` did."""
+    cfg: TrainConfig
+    state: LoopState
+    device: str
+    world: int
+    is_main: bool
+    iters_per_epoch: int
+    total: int
+    checkpoints: Checkpoints
+    seconds: float
+
+    def metrics(self) -> dict:
+        """The flat metrics JSON of the stage (``metrics/train.json``)."""
+        state = self.state
+        return {
+            "method": self.cfg.method, "device": self.device, "processes": self.world,
+            "iterations": state.iteration, "epochs": state.iteration / self.iters_per_epoch,
+            **{f"final_{k}": round(v, 6) for k, v in state.last_row.items()
+               if k not in ("iteration", "epoch", "lr", "images_per_s")},
+            # null when no validation ran
+            "best_val_loss": round(state.best_val, 6) if math.isfinite(state.best_val) else None,
+            "best_iteration": state.best_iteration,
+            "images_per_s": round(state.images_per_s_sum / max(state.log_rows, 1), 3),
+            "seconds_this_run": round(self.seconds, 1),
+        }
+
+
+def build_networks(params: Section, cfg: TrainConfig, init: str, decomp: str):
+    """``(net, decomposer)``: the network from ``init`` (without ``ref.*`` for the DSFD
+    baseline) and, for DAI-Net, the frozen eval-mode decomposer from ``decomp`` (else None)."""
+    net = build_model(params.section("model"), reflectance=cfg.reflectance)
+    weights = load_checkpoint(init)["model"]
+    if not cfg.reflectance:  # the DSFD baseline has no reflectance decoder
+        weights = {k: v for k, v in weights.items() if not k.startswith("ref.")}
+    load_into(net, weights, init)
+    decomposer = None
+    if cfg.reflectance:
+        decomposer = build_decomposer(params.section("model"))
+        load_into(decomposer, load_checkpoint(decomp)["model"], decomp)
+        decomposer.eval()
+        for p in decomposer.parameters():
+            p.stop_grad()
+    return net, decomposer
+
+
+def train(params: Section, train_list: str, val_list: str, init: str, decomp: str, checkpoints: str,
+          out: str, plots: str, stop_after: int | None = None) -> TrainRun:
+    """Train (or resume) the run of these params and inputs; on a finished run (not
+    stopped by a signal) rank 0 writes the best weights to ``out``."""
+    sec, aug_sec = params.section("train"), params.section("augment")
+    cfg = TrainConfig.from_params(sec, aug_sec)
+    device = use_device(cfg.device)
+    jt.set_global_seed(cfg.seed)
+    world, is_main = jt.world_size, jt.rank == 0
+
+    net, decomposer = build_networks(params, cfg, init, decomp)
+    augment = AugmentConfig.from_params(aug_sec)
+    train_ds = WiderFaceDataset(train_list, augment, seed=cfg.seed, batch_size=cfg.batch_size,
+                                shuffle=True, num_workers=cfg.num_workers, drop_last=True)
+    val_ds = ValDataset(val_list, cfg.image_size, augment.min_face, batch_size=cfg.batch_size)
+    iters_per_epoch = train_ds.num_images // (cfg.batch_size * world)
+    if iters_per_epoch < 1:
+        raise UserError(
+            f"{train_list}: {train_ds.num_images} usable images is less than one batch "
+            f"(train.batch_size {cfg.batch_size} x {world} processes)")
+
+    base_lr = scaled_lr(cfg.lr, cfg.batch_size, world, cfg.lr_reference_batch)
+    opt = make_optimizer(net, cfg.optimizer, base_lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
+                         cfg.train_l2norm)
+    step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
+                      both_shots(params.section("priors"), ModelConfig.from_section(params.section("model"))))
+    total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
+    # the validation list picks the best model, part of the resumed state
+    key = fingerprint(path_params(sec.to_dict(), total),
+                      {s: params.section(s).to_dict() for s in FINGERPRINT_SECTIONS},
+                      file_digest(init), file_digest(decomp) if cfg.reflectance else "",
+                      file_digest(train_list), file_digest(val_list), world)
+    ckpts = Checkpoints(checkpoints, key)
+    if is_main:
+        ckpts.prepare()
+    logger = TrainLogger(Path(plots) / "live", Path(plots) / "loss.csv", ckpts.history, enabled=is_main)
+
+    def save_best():
+        save_checkpoint(ckpts.best, {"model": net.state_dict(), "method": cfg.method})
+
+    t0 = time.perf_counter()
+    try:
+        with StopSignals() as signals:
+            state = fit(net, opt, step, cfg, EpochBatches(train_ds), iters_per_epoch, lambda: val_ds, ckpts,
+                        logger, base_lr, is_main=is_main, on_best=save_best, stop_after=stop_after,
+                        signals=signals)
+    finally:
+        logger.close()
+    if state.stopped_by is None and is_main:
+        if not ckpts.best.exists():  # resumed after the best was chosen and the file went missing
+            save_best()
+        with atomic_path(out) as tmp:
+            shutil.copyfile(ckpts.best, tmp)
+    return TrainRun(cfg=cfg, state=state, device=device, world=world, is_main=is_main,
+                    iters_per_epoch=iters_per_epoch, total=total, checkpoints=ckpts,
+                    seconds=time.perf_counter() - t0)
