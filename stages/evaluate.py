@@ -12,6 +12,8 @@ Writes {"easy", "medium", "hard"} (WIDER) or {"ap"} (DARK FACE) as fractions, th
 evaluate.max_missing_predictions (more images without a prediction file fail the
 stage: the scheme would score them as images without detections) and, optional,
 evaluate.darkface_xyxy_as_xywh (default false: see dainet.evaluation.darkface).
+
+Calls :func:`dainet.evaluation.evaluate_wider` or :func:`dainet.evaluation.evaluate_darkface`.
 """
 from __future__ import annotations
 

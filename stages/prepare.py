@@ -8,6 +8,8 @@ Roots default to params ``data.wider_root`` / ``data.darkface_root``; a non-empt
 Every listed image is decoded once; files that are missing or cannot be decoded are
 left out, written to ``missing_images.txt`` / ``bad_images.txt`` and counted, and the
 stage fails when there are more than ``data.max_missing_images`` / ``data.max_bad_images``.
+
+Calls :func:`dainet.data.prepare.prepare_lists`.
 """
 from __future__ import annotations
 

@@ -187,3 +187,24 @@ def test_prediction_keys_do_not_retrain():
         assert "predict.max_skipped_images" in params_of(name)
     for name in ("evaluate_wider", "evaluate_dark"):
         assert "evaluate.max_missing_predictions" in params_of(name)
+
+
+# ---------------------------------------------------------------- one hop from dvc.yaml to dainet
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_stage_script_names_the_dainet_function_it_calls(name):
+    """Each script's docstring says ``Calls :func:`dainet...``` and that function exists
+    (found statically: a top-level ``def`` in the module's file) and the script uses it."""
+    script = ROOT / stage_script(stages()[name])
+    tree = ast.parse(script.read_text())
+    named = re.findall(r"Calls :func:`(dainet(?:\.\w+)+)\.(\w+)`", ast.get_docstring(tree) or "")
+    assert named, f"{script.name}: the docstring names no 'Calls :func:`dainet....`'"
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    for module, func in named:
+        path = module_file(module)
+        assert path is not None, f"{script.name}: {module} is no module of dainet/"
+        body = ast.parse(path.read_text()).body
+        defined = {n.name for n in body if isinstance(n, ast.FunctionDef)}
+        exported = {a.asname or a.name for n in body if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert func in defined | exported, f"{script.name}: {module} has no function {func}"
+        assert func in used, f"{script.name}: names {module}.{func} but does not call it"
