@@ -39,11 +39,11 @@ def loss_of(net, multibox, priors, rank):
 
 def main() -> None:
     out, reference = Path(sys.argv[1]), "--reference" in sys.argv
+    cfg = ModelConfig(width=0.125)
     net = init_weights(build_model(cfg, reflectance=False), 0, "kaiming")
     opt = make_optimizer(net, "sgd", 1e-2, 0.1, 0.9, 5e-4)
     multibox = MultiBoxLoss(0.35, 3, (0.1, 0.2))
     steps, sizes = [4, 8, 16, 32, 64, 128], ([8, 16, 32, 64, 128, 256], [16, 32, 64, 128, 256, 512])
-    cfg = ModelConfig(width=0.125)
     priors = [jt.array(PriorSpec(steps, s, (0.1, 0.2), False, cfg.level_downsampling).priors((SIZE, SIZE)))
               for s in sizes]
     if reference:
