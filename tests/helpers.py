@@ -17,6 +17,23 @@ PAPER_STEPS = (4, 8, 16, 32, 64, 128)
 PAPER_SIZES = (16, 32, 64, 128, 256, 512)   # second shot (spec §4)
 
 
+def paper_feature_sizes(h: int, w: int) -> list[tuple[int, int]]:
+    """of1..of6 sizes of the paper backbone, written out: 3x3 pad-1 convs keep the size;
+    pool1/pool2 floor, pool3 ('C') ceil, pool4/pool5 floor; extras 3x3 s2 p1: (n-1)//2+1."""
+    sizes = []
+    h, w = h // 2 // 2, w // 2 // 2
+    sizes.append((h, w))
+    h, w = -(-h // 2), -(-w // 2)
+    sizes.append((h, w))
+    for _ in range(2):
+        h, w = h // 2, w // 2
+        sizes.append((h, w))
+    for _ in range(2):
+        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        sizes.append((h, w))
+    return sizes
+
+
 def prior_spec(steps=PAPER_STEPS, sizes=PAPER_SIZES, clip: bool = False, variances=(0.1, 0.2),
                model: ModelConfig | None = None) -> PriorSpec:
     """The priors of one shot of ``model`` (default: the paper network) without a params file."""

@@ -10,7 +10,7 @@ from dainet.boxes.detect import detect
 from dainet.boxes.iou import iou_xyxy, iou_xyxy_np
 from dainet.boxes.matcher import match, pad_targets
 from dainet.boxes.nms import nms
-from helpers import prior_spec
+from helpers import paper_feature_sizes, prior_spec
 from dainet.errors import UserError
 
 STEPS = [4, 8, 16, 32, 64, 128]
@@ -214,22 +214,11 @@ def test_detect_threshold_nms_and_keep_top_k():
 
 # ---------------------------------------------------------------- priors from params + model
 def _reference_priors(hw, steps, sizes, clip):
-    """The spec §4 priors by hand, with the paper backbone's sizes written out (as before
-    PriorSpec derived them from ModelConfig): pool1/pool2 floor, pool3 ceil, pool4/pool5
-    floor, extras floor((n-1)/2)+1."""
+    """The spec §4 priors by hand, cell by cell, on the paper backbone's sizes written out
+    (as before PriorSpec derived them from ModelConfig)."""
     h, w = hw
-    fh, fw = h // 2 // 2, w // 2 // 2
-    levels = [(fh, fw)]
-    fh, fw = -(-fh // 2), -(-fw // 2)
-    levels.append((fh, fw))
-    for _ in range(2):
-        fh, fw = fh // 2, fw // 2
-        levels.append((fh, fw))
-    for _ in range(2):
-        fh, fw = (fh - 1) // 2 + 1, (fw - 1) // 2 + 1
-        levels.append((fh, fw))
     rows = []
-    for (lh, lw), step, size in zip(levels, steps, sizes):
+    for (lh, lw), step, size in zip(paper_feature_sizes(h, w), steps, sizes):
         for i in range(lh):
             for j in range(lw):
                 rows.append([(j + 0.5) * float(step) / w, (i + 0.5) * float(step) / h,

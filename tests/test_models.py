@@ -12,7 +12,7 @@ from dainet.models import DAINet, ModelConfig, RetinexDecomposer, build_decompos
 from dainet.models.decomp import ReplicatePadConv2d
 from dainet.models.layers import FEM, L2Norm, bilinear_resize
 from dainet.models.vgg import MaxPool2x2
-from helpers import prior_spec
+from helpers import paper_feature_sizes, prior_spec
 from dainet.params import ParamError, Section, load_params
 
 SMALL = 0.125  # width of the networks that run forward passes here
@@ -263,22 +263,6 @@ def test_fem_split():
 # ---------------------------------------------------------------------------------------
 # Forward shapes
 # ---------------------------------------------------------------------------------------
-def _feature_sizes(h, w):
-    """of1..of6 sizes: conv3 pad 1 keeps size; pools floor, the 'C' pool ceil; extras s2 p1 k3."""
-    sizes = []
-    h, w = h // 2 // 2, w // 2 // 2
-    sizes.append((h, w))
-    h, w = math.ceil(h / 2), math.ceil(w / 2)
-    sizes.append((h, w))
-    for _ in range(2):
-        h, w = h // 2, w // 2
-        sizes.append((h, w))
-    for _ in range(2):
-        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-        sizes.append((h, w))
-    return sizes
-
-
 @pytest.fixture(scope="module")
 def small_net():
     return init_weights(DAINet(ModelConfig(width=SMALL), reflectance=True), seed=0)
@@ -287,7 +271,7 @@ def small_net():
 @pytest.mark.parametrize("hw", [(640, 640), (333, 517)])
 def test_head_shapes(small_net, hw):
     h, w = hw
-    sizes = _feature_sizes(h, w)
+    sizes = paper_feature_sizes(h, w)
     P = sum(a * b for a, b in sizes)
     if hw == (640, 640):
         assert P == 34125
@@ -373,7 +357,7 @@ def test_dsfd_forward_train_and_execute():
     x = jt.rand(1, 3, 64, 64)
     out = net.forward_train(x)
     assert sorted(out) == ["conf1", "conf2", "loc1", "loc2"]
-    P = sum(a * b for a, b in _feature_sizes(64, 64))
+    P = sum(a * b for a, b in paper_feature_sizes(64, 64))
     assert tuple(out["loc1"].shape) == (1, P, 4)
     loc, conf, R = net(x)
     assert R is None and tuple(conf.shape) == (1, P, 2)
