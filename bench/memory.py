@@ -105,6 +105,7 @@ def tiny_inputs(tmp: Path):
     import dainet  # noqa: F401
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
+    from dainet.data.synth import SceneConfig
     from dainet.models import build_model
     from dainet.models.decomp import build_decomposer
     from dainet.models.init import init_weights
@@ -112,7 +113,7 @@ def tiny_inputs(tmp: Path):
     from dainet.weights.checkpoint import save_checkpoint
     params = write_params(tmp / "params.yaml", TINY)
     p = load_params(params)
-    write_sample(tmp / "sample", SampleConfig.from_section(p.section("sample")))
+    write_sample(tmp / "sample", p.section("sample").load(SampleConfig, scene=p.section("sample").load(SceneConfig)))
     prepare_lists(tmp / "sample" / "widerface", tmp / "sample" / "darkface", tmp / "lists")
     save_checkpoint(tmp / "init.ckpt", {"model": init_weights(build_model(p.section("model")), 0, "kaiming").state_dict()})
     save_checkpoint(tmp / "decomp.ckpt", {"model": init_weights(build_decomposer(p.section("model")), 0).state_dict()})

@@ -260,7 +260,7 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
                          f"choose from {', '.join(known)}")
     if n_images < 1:
         raise ParamError(f"{vis.source}: visualize.n_images: expected >= 1, got {n_images}")
-    cfg = replace(MultiScaleConfig.from_params(params.section("predict")), single_scale=True)
+    cfg = replace(params.section("predict").load(MultiScaleConfig), single_scale=True)
     clean = read_list(clean_list)[:n_images]
     dark = read_list(dark_list)[:n_images]
 
