@@ -252,7 +252,7 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
     vis = params.section("visualize")
     n_images, score_thresh = vis.int("n_images"), vis.float("score_thresh")
     layers = vis.list("feature_layers", str)
-    n_channels = vis.int("feature_channels", 16)
+    n_channels = vis.int("feature_channels")
     known = ("x_shallow",) + SOURCE_NAMES + ENHANCED_NAMES
     unknown = [name for name in layers if name not in known]
     if unknown:
