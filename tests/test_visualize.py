@@ -9,9 +9,10 @@ import pytest
 
 import dainet  # noqa: F401  (configures Jittor before it loads)
 
+from dainet.formats.images import to_uint8
 from dainet.inference.visual import (GAP_RGB, GT_RGB, PRED_RGB, draw_detections, feature_grid, grid_shape,
                                      line_width, normalise_channels, reflectance_picture, side_by_side,
-                                     tile_scale, to_uint8)
+                                     tile_scale)
 from dainet.models import build_model, init_weights
 from dainet.params import ParamError
 from dainet.weights import save_checkpoint

@@ -15,6 +15,8 @@ import math
 import cv2
 import numpy as np
 
+from dainet.formats.images import to_uint8
+
 GT_RGB, GT_NAME = (0, 230, 0), "green"
 PRED_RGB, PRED_NAME = (255, 40, 40), "red"
 LABEL_TEXT_RGB = (255, 255, 255)
@@ -153,11 +155,6 @@ def draw_detections(image_rgb: np.ndarray, dets_xyxy_score: np.ndarray, score_th
     picture[:hw[0], :hw[1]] = out
     picture[hw[0]:] = strip
     return picture
-
-
-def to_uint8(image_float: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> uint8 (clipped, rounded)."""
-    return np.round(np.clip(image_float, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def reflectance_picture(R_chw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:

@@ -22,7 +22,7 @@ from dainet.losses.retinex import decomposition_loss
 from dainet.models.decomp import build_decomposer
 from dainet.models.init import init_weights
 from dainet.params import Section
-from dainet.training.logging import to_uint8_image
+from dainet.training.logging import chw_picture
 from dainet.weights import load_into, read_pth
 
 
@@ -102,7 +102,7 @@ def decomposition_preview(decomposer, images: list[np.ndarray], size: int) -> np
             small = cv2.resize(img, (max(2, round(w * s)) // 2 * 2, size), interpolation=cv2.INTER_AREA)
             x = jt.array(small.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
             R, I = decomposer(x)
-            rows.append(np.concatenate([small, to_uint8_image(R[0]), to_uint8_image(I[0])], axis=1))
+            rows.append(np.concatenate([small, chw_picture(R[0]), chw_picture(I[0])], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.concatenate(rows, axis=0)
