@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=200, help="images to load and augment")
     ap.add_argument("--batch-size", type=int, default=4)
     args = ap.parse_args(argv)
-    cfg = AugmentConfig.from_params(load_params(args.params).section("augment"))
+    cfg = load_params(args.params).section("augment").load(AugmentConfig)
     cv2.setNumThreads(1)  # per-core figure
     with tempfile.TemporaryDirectory() as tmp:
         list_file = synthetic_list(Path(tmp), min(args.images, 50))

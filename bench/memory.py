@@ -6,8 +6,9 @@
    reading a list of N generated images (spec §11 format) through ``ValDataset`` at
    ``--size`` px -- every batch held (``list(ds)``, what the train stage did before) or
    one batch at a time (what it does now) -- minus the peak of building the dataset alone.
-2. Training, per iteration: the train stage on the tiny profile of ``tests/conftest.py``
-   (``log_every`` 1, ``checkpoint_every`` 1) for each of ``--iters``: size of
+2. Training, per iteration: the train stage on this script's tiny profile (:data:`TINY`:
+   a narrow network on 128 px crops of a 12-image generated sample;
+   ``log_every`` 1, ``checkpoint_every`` 1) for each of ``--iters``: size of
    ``last.ckpt`` and of its JSON tree, of the history file, and the peak RSS of the
    stage process; growth per iteration between the two runs.
 3. Logging, per row: the time to log rows (CSV, DVCLive, history) at the start and after
@@ -29,6 +30,14 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# params.yaml with these dotted keys replaced: the run of part 2 (a few iterations in seconds).
+TINY = {
+    "sample.n_train": 12, "sample.n_val": 6, "sample.n_dark": 6, "sample.n_events": 2,
+    "sample.image_side": [128, 192], "sample.face_size": [16, 72], "sample.faces_per_image": [1, 3],
+    "model.width": 0.125, "augment.image_size": 128,
+    "train.batch_size": 2, "train.max_epochs": 100, "train.device": "cpu", "train.clean_warmup_iters": 2,
+}
 
 VAL_CHILD = r"""
 import sys
@@ -99,12 +108,29 @@ def bench_validation(tmp: Path, n: int, size: int) -> None:
     print(f"  at the paper's 3,226 validation images of 640 px, held: ~{paper / 1e9:.1f} GB")
 
 
+def write_params(path: Path, overrides: dict) -> Path:
+    """params.yaml with dotted-key overrides (each key must exist there)."""
+    import yaml
+    from dainet.params import parse_yaml
+    tree = parse_yaml((ROOT / "params.yaml").read_text(), "params.yaml")
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        node = tree
+        for key in parents:
+            node = node[key]
+        if last not in node:
+            raise KeyError(f"params.yaml has no key {dotted}")
+        node[last] = value
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
 def tiny_inputs(tmp: Path):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import TINY, write_params
+    """The generated sample, its lists and seeded initial weights of :data:`TINY` under ``tmp``."""
     import dainet  # noqa: F401
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
+    from dainet.data.synth import SceneConfig
     from dainet.models import build_model
     from dainet.models.decomp import build_decomposer
     from dainet.models.init import init_weights
@@ -112,20 +138,19 @@ def tiny_inputs(tmp: Path):
     from dainet.weights.checkpoint import save_checkpoint
     params = write_params(tmp / "params.yaml", TINY)
     p = load_params(params)
-    write_sample(tmp / "sample", SampleConfig.from_section(p.section("sample")))
+    write_sample(tmp / "sample", p.section("sample").load(SampleConfig, scene=p.section("sample").load(SceneConfig)))
     prepare_lists(tmp / "sample" / "widerface", tmp / "sample" / "darkface", tmp / "lists")
     save_checkpoint(tmp / "init.ckpt", {"model": init_weights(build_model(p.section("model")), 0, "kaiming").state_dict()})
     save_checkpoint(tmp / "decomp.ckpt", {"model": init_weights(build_decomposer(p.section("model")), 0).state_dict()})
-    return TINY, write_params
 
 
 def bench_training(tmp: Path, iters: list[int], code_root: Path) -> None:
-    tiny, write_params = tiny_inputs(tmp)
+    tiny_inputs(tmp)
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     figures = []
     for n in iters:
         out = tmp / f"run{n}"
-        params = write_params(tmp / f"p{n}.yaml", {**tiny, "train.max_iter": n, "train.log_every": 1,
+        params = write_params(tmp / f"p{n}.yaml", {**TINY, "train.max_iter": n, "train.log_every": 1,
                                                    "train.checkpoint_every": 1, "train.image_every": 0})
         argv = [sys.executable, str(code_root / "stages" / "train.py"),
                 "--train-list", str(tmp / "lists" / "train.txt"), "--val-list", str(tmp / "lists" / "val.txt"),

@@ -29,7 +29,7 @@ from dainet.models.config import ModelConfig
 from dainet.models.init import init_weights
 from dainet.params import Section, load_params
 from dainet.training.joint import StepLosses, TrainConfig
-from dainet.training.objective import total_loss
+from dainet.training.objective import LossWeights, total_loss
 from dainet.training.optim import make_optimizer
 
 METHODS = {"dainet": ("dainet", "dark"), "dsfd-dark": ("dsfd", "dark"), "dsfd-clean": ("dsfd", "clean")}
@@ -38,7 +38,9 @@ METHODS = {"dainet": ("dainet", "dark"), "dsfd-dark": ("dsfd", "dark"), "dsfd-cl
 def make_step(params: Section, method: str, dsfd_input: str):
     """A ``step(i)`` closure running one optimiser step of ``method`` on fixed random inputs."""
     train = dict(params.section("train").to_dict(), method=method, dsfd_input=dsfd_input)
-    cfg = TrainConfig.from_params(Section(train, "train", params.source), params.section("augment"))
+    sec = Section(train, "train", params.source)
+    cfg = sec.load(TrainConfig, image_size=params.section("augment").value("image_size", int),
+                   losses=sec.load(LossWeights))
     net = init_weights(build_model(params.section("model"), reflectance=cfg.reflectance), 0, "kaiming",
                        "kaiming")
     decomposer = None
@@ -49,8 +51,8 @@ def make_step(params: Section, method: str, dsfd_input: str):
             p.stop_grad()
     opt = make_optimizer(net, cfg.optimizer, cfg.lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
                          cfg.train_l2norm)
-    step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
-                      both_shots(params.section("priors"), ModelConfig.from_section(params.section("model"))))
+    step = StepLosses(net, decomposer, cfg, params.section("darkisp").load(DarkISPConfig),
+                      both_shots(params.section("priors"), params.section("model").load(ModelConfig)))
     rng = np.random.default_rng(0)
     n, s = cfg.batch_size, cfg.image_size
     light = rng.random((n, 3, s, s), dtype=np.float32)

@@ -47,14 +47,15 @@ tree["model"].update(width=width, decomp_channels=decomp)
 tree["augment"]["image_size"], tree["train"]["batch_size"] = size, batch
 tmp.write_text(yaml.safe_dump(tree, sort_keys=False))
 p = load_params(tmp)   # the sample profile at this size, checked as the stages check it
-cfg = TrainConfig.from_params(p.section("train"), p.section("augment"))
+cfg = p.section("train").load(TrainConfig, image_size=p.section("augment").value("image_size", int),
+                              losses=p.section("train").load(LossWeights))
 net = init_weights(build_model(p.section("model")), 0, "kaiming")
 dec = init_weights(build_decomposer(p.section("model")), 0)
 for q in dec.parameters():
     q.stop_grad()
 opt = make_optimizer(net, "sgd", 1e-4, 0.1, 0.9, 5e-4)
-step = StepLosses(net, dec, cfg, DarkISPConfig.from_params(p.section("darkisp")),
-                  both_shots(p.section("priors"), ModelConfig.from_section(p.section("model"))))
+step = StepLosses(net, dec, cfg, p.section("darkisp").load(DarkISPConfig),
+                  both_shots(p.section("priors"), p.section("model").load(ModelConfig)))
 rng = np.random.default_rng(0)
 light_np = rng.random((batch, 3, size, size), dtype=np.float32)
 targets_np = np.array([[[0.1, 0.1, 0.3, 0.3, 1], [0.5, 0.5, 0.9, 0.8, 1]]] * batch, np.float32)

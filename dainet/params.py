@@ -10,6 +10,12 @@ A missing key or a value of the wrong type raises :class:`ParamError`
 :func:`load_params` checks every key of the file against :mod:`dainet.schema` first,
 so a bad value anywhere stops a stage before it does any work.
 
+A config dataclass is built from its section by the one generic loader
+:meth:`Section.load`, one field per key of the same name, converted by the field's
+annotation and checked against the key's schema rule::
+
+    cfg = p.section("predict").load(MultiScaleConfig)
+
 Numbers follow YAML 1.2 (the YAML that DVC reads and writes with ruamel): ``5e-4``,
 ``1e-3`` and ``+1.0e+2`` are floats, ``012`` is twelve, ``.inf`` / ``.nan`` are floats
 but ``inf`` / ``nan`` / ``1e`` / ``1_000`` are strings, and only true/false are booleans.
@@ -17,11 +23,15 @@ PyYAML's plain ``safe_load`` follows YAML 1.1 and reads ``5e-4`` as the string '
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dainet import schema
@@ -33,6 +43,37 @@ class ParamError(UserError):
 
 
 _MISSING = object()
+
+
+class _Mismatch(Exception):
+    """A value that does not fit an annotation (:meth:`Section.value` words the message)."""
+
+
+_WHAT = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans"),
+         str: ("a string", "strings"), np.ndarray: ("an array of numbers", "arrays of numbers")}
+
+
+def _what(kind) -> tuple[str, str]:
+    """``kind`` in words after "expected": (singular, plural)."""
+    if kind in _WHAT:
+        return _WHAT[kind]
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        words = [_what(a) for a in args]
+        return " or ".join(w[0] for w in words), " or ".join(w[1] for w in words)
+    if origin in (tuple, list):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            same = len(set(args)) == 1
+            items = _what(args[0])[1] if same else "items"
+            return f"a list of {len(args)} {items}", f"lists of {len(args)} {items}"
+        return f"a list of {_what(args[0])[1]}", f"lists of {_what(args[0])[1]}"
+    if origin is dict or dataclasses.is_dataclass(kind):
+        return "a mapping of keys", "mappings of keys"
+    return f"a {getattr(kind, '__name__', kind)}", f"{getattr(kind, '__name__', kind)} values"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 class Section:
@@ -125,6 +166,97 @@ class Section:
         if lo > hi:
             self._fail(key, "[low, high] with low <= high", [lo, hi])
         return lo, hi
+
+    # -- the generic loader ----------------------------------------------------------
+    def load(self, cls, **given):
+        """The dataclass ``cls`` built from this section: each field is the key of the same
+        name, converted by its annotation (:meth:`value`) and checked against its rule in
+        :data:`dainet.schema.SCHEMA`.
+
+        Not read: the fields in ``given`` (derived values, values of other sections),
+        taken as they are, and fields with a default (not params values, e.g. a ``source``
+        for messages). A :class:`ParamError` ``"<key>: <what>"`` from ``cls.__post_init__``
+        (a check across keys) comes out naming the file and the section:
+        ``params.yaml: augment.ssd_crop_samplers: ...``.
+        """
+        hints = typing.get_type_hints(cls)
+        values = dict(given)
+        for f in dataclasses.fields(cls):
+            if (f.init and f.name not in given and f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING):
+                values[f.name] = self.value(f.name, hints[f.name])
+        try:
+            return cls(**values)
+        except ParamError as exc:
+            raise ParamError(f"{self.source}: {self._name(str(exc))}") from None
+
+    def value(self, key: str, kind) -> Any:
+        """One key, checked against its schema rule (when the schema has one), then
+        converted by the annotation ``kind``: int, float (an int becomes a float), bool,
+        str (null is ""), ``tuple[T, ...]`` / ``tuple[A, B]`` / ``list[T]`` from a list,
+        a union (``int | str``: the first that fits), ``np.ndarray`` (float64, from nested
+        lists), ``dict[str, T]`` from a mapping, a dataclass from a mapping (the
+        sub-section: :meth:`load`) or from a list (its fields in order)."""
+        raw = self.raw(key)
+        name = self._name(key)
+        found = schema.check(name, raw)
+        if found:
+            raise ParamError(f"{self.source}: {found[0]}")
+        try:
+            return self._convert(raw, kind, name)
+        except _Mismatch:
+            self._fail(key, _what(kind)[0], raw)
+
+    def _convert(self, v: Any, kind, name: str) -> Any:
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        if kind is bool:
+            if isinstance(v, bool):
+                return v
+        elif kind is int:
+            if _is_int(v):
+                return v
+        elif kind is float:
+            if _is_int(v) or isinstance(v, float):
+                return float(v)
+        elif kind is str:
+            if v is None or isinstance(v, str):
+                return v or ""
+        elif kind is np.ndarray:
+            try:
+                arr = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise _Mismatch from None
+            if arr.dtype == object or not isinstance(v, list):
+                raise _Mismatch
+            return arr
+        elif origin in (typing.Union, types.UnionType):
+            for option in args:
+                try:
+                    return self._convert(v, option, name)
+                except _Mismatch:
+                    pass
+        elif origin in (tuple, list):
+            if isinstance(v, (list, tuple)):
+                if origin is list or args[-1] is Ellipsis:
+                    items = [self._convert(x, args[0], name) for x in v]
+                elif len(v) == len(args):
+                    items = [self._convert(x, a, name) for x, a in zip(v, args)]
+                else:
+                    raise _Mismatch
+                return tuple(items) if origin is tuple else items
+        elif origin is dict:
+            if isinstance(v, dict):
+                return {k: self._convert(x, args[1], f"{name}.{k}") for k, x in v.items()}
+        elif dataclasses.is_dataclass(kind):
+            if isinstance(v, dict):
+                return Section(v, name, self.source).load(kind)
+            fields = [f for f in dataclasses.fields(kind) if f.init]
+            if isinstance(v, list) and len(v) == len(fields):
+                hints = typing.get_type_hints(kind)
+                return kind(*(self._convert(x, hints[f.name], name) for x, f in zip(v, fields)))
+        else:
+            raise TypeError(f"{name}: Section.load cannot convert to {kind!r}")
+        raise _Mismatch
 
 
 class _DuplicateKey(yaml.YAMLError):

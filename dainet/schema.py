@@ -9,8 +9,9 @@ is imported)::
 
 Keys a file leaves out are not an error here (test profiles hold only the sections
 they use); the stage that reads a missing key reports it (``missing key 'train.lr'``).
-The readers (``from_params`` / ``from_section`` in dainet/) still check what they read;
-the choices below repeat their constants, and tests/test_params.py checks both agree.
+:meth:`dainet.params.Section.load` checks each value it reads against its rule here
+(:func:`check`), so a section built without ``load_params`` is checked too. The
+choices below repeat the code's constants; tests/test_params.py checks both agree.
 """
 from __future__ import annotations
 
@@ -372,3 +373,23 @@ def problems(data: dict, schema: Section = SCHEMA, path: str = "") -> list[str]:
             if tail is not None:
                 found.append(f"{dotted}: {tail}")
     return found
+
+
+def rule(dotted: str) -> Rule | Section | None:
+    """The rule of a dotted key (``"train.lr"``, ``"sample.dark"``), None when the schema has none."""
+    node: Any = SCHEMA
+    for part in dotted.split("."):
+        if not isinstance(node, Section) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check(dotted: str, value: Any) -> list[str]:
+    """The problems of one key's value, worded as :func:`problems` words them; [] when it is
+    good or the schema has no rule for the key."""
+    parent, _, key = dotted.rpartition(".")
+    rules = rule(parent) if parent else SCHEMA
+    if not isinstance(rules, Section) or key not in rules:
+        return []
+    return problems({key: value}, rules, parent)

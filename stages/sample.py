@@ -27,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from dainet.data.sample import SampleConfig, write_sample
+    from dainet.data.synth import SceneConfig
 
-    cfg = SampleConfig.from_section(params.section("sample"))
+    sec = params.section("sample")
+    cfg = sec.load(SampleConfig, scene=sec.load(SceneConfig))
     start = time.perf_counter()
     s = write_sample(args.out, cfg, workers=args.workers,
                      progress=lambda it, total: tqdm(it, total=total, desc="sample", unit="img"))

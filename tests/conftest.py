@@ -63,10 +63,12 @@ def tiny_data(tmp_path_factory, tiny_params) -> dict:
     """A tiny sample release and its lists: {'root', 'lists', 'params', 'wider', 'darkface'}."""
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
+    from dainet.data.synth import SceneConfig
     from dainet.params import load_params
 
     root = tmp_path_factory.mktemp("tiny_data")
-    cfg = SampleConfig.from_section(load_params(tiny_params).section("sample"))
+    sample = load_params(tiny_params).section("sample")
+    cfg = sample.load(SampleConfig, scene=sample.load(SceneConfig))
     write_sample(root / "sample", cfg)
     prepare_lists(root / "sample" / "widerface", root / "sample" / "darkface", root / "lists")
     return {"root": root, "lists": root / "lists", "params": tiny_params,

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,27 @@ import yaml
 
 from conftest import ROOT
 from dainet.boxes.priors import PriorSpec
+from dainet.inference.multiscale import MultiScaleConfig
 from dainet.models.config import ModelConfig
+from dainet.params import load_params
+
+PAPER = ROOT / "params" / "wider.yaml"   # the paper profile: the spec values
+
+
+@lru_cache(maxsize=None)
+def _paper(cls, section: str):
+    return load_params(PAPER).section(section).load(cls)
+
+
+def paper_model(**overrides) -> ModelConfig:
+    """The paper network (``params/wider.yaml`` `model`) with ``overrides`` (e.g. ``width=0.5``)."""
+    return dataclasses.replace(_paper(ModelConfig, "model"), **overrides)
+
+
+def paper_predict(**overrides) -> MultiScaleConfig:
+    """The spec §10 multi-scale test (``params/wider.yaml`` `predict`) with ``overrides``."""
+    return dataclasses.replace(_paper(MultiScaleConfig, "predict"), **overrides)
+
 
 PAPER_STEPS = (4, 8, 16, 32, 64, 128)
 PAPER_SIZES = (16, 32, 64, 128, 256, 512)   # second shot (spec §4)
@@ -38,7 +60,7 @@ def prior_spec(steps=PAPER_STEPS, sizes=PAPER_SIZES, clip: bool = False, varianc
                model: ModelConfig | None = None) -> PriorSpec:
     """The priors of one shot of ``model`` (default: the paper network) without a params file."""
     return PriorSpec(steps=steps, sizes=sizes, variances=variances, clip=clip,
-                     downsampling=(model or ModelConfig()).level_downsampling)
+                     downsampling=(model or paper_model()).level_downsampling)
 
 
 # ------------------------------------------------------------- train stage runs
@@ -102,7 +124,7 @@ def write_narrow_params(path: Path, **sections) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["width"] = WIDTH
     params["model"]["norm"] = "none"   # the tests' checkpoints are the paper network at WIDTH
-    params["predict"]["top_k"] = 5000  # the spec value, as the tests' direct MultiScaleConfig()
+    params["predict"]["top_k"] = 5000  # the spec value, as the tests' paper_predict()
     for name, values in sections.items():
         params[name].update(values)
     path.write_text(yaml.safe_dump(params))

@@ -14,9 +14,10 @@ import numpy as np
 
 from dainet.boxes.priors import PriorSpec
 from dainet.losses.multibox import MultiBoxLoss
-from dainet.models import ModelConfig, build_model
+from dainet.models import build_model
 from dainet.models.init import init_weights
 from dainet.training.optim import make_optimizer
+from helpers import paper_model
 
 SIZE, WORLD = 128, 2
 
@@ -39,7 +40,7 @@ def loss_of(net, multibox, priors, rank):
 
 def main() -> None:
     out, reference = Path(sys.argv[1]), "--reference" in sys.argv
-    cfg = ModelConfig(width=0.125)
+    cfg = paper_model(width=0.125)
     net = init_weights(build_model(cfg, reflectance=False), 0, "kaiming")
     opt = make_optimizer(net, "sgd", 1e-2, 0.1, 0.9, 5e-4)
     multibox = MultiBoxLoss(0.35, 3, (0.1, 0.2))

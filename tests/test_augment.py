@@ -17,7 +17,7 @@ PALETTE = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 
 
 @pytest.fixture(scope="module")
 def cfg() -> A.AugmentConfig:
-    return replace(A.AugmentConfig.from_params(load_params(ROOT / "params.yaml").section("augment")),
+    return replace(load_params(ROOT / "params.yaml").section("augment").load(A.AugmentConfig),
                    image_size=96)
 
 
@@ -253,7 +253,7 @@ def test_config_rejects_bad_probability(tmp_path):
     text = (ROOT / "params.yaml").read_text().replace("flip_prob: 0.5", "flip_prob: 1.5")
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamError, match=r"augment.flip_prob"):
-        A.AugmentConfig.from_params(load_params(tmp_path / "params.yaml").section("augment"))
+        load_params(tmp_path / "params.yaml").section("augment").load(A.AugmentConfig)
 
 
 # --- reference behaviour vs ours (each choice is an `augment` param; see the module docstring)
@@ -277,7 +277,7 @@ def test_profiles_hold_ours_in_sample_and_the_reference_in_paper():
     sample = load_params(ROOT / "params.yaml").section("augment")
     paper = load_params(ROOT / "params" / "wider.yaml").section("augment")
     assert list(sample.keys()) == list(paper.keys())
-    s, p = A.AugmentConfig.from_params(sample), A.AugmentConfig.from_params(paper)
+    s, p = sample.load(A.AugmentConfig), paper.load(A.AugmentConfig)
     assert {k: getattr(s, k) for k in OURS} == OURS
     assert {k: getattr(p, k) for k in REFERENCE} == REFERENCE
     assert s.anchor_valid_iou == p.anchor_valid_iou == 0.7
@@ -287,7 +287,7 @@ def test_config_rejects_unknown_choice(tmp_path):
     text = (ROOT / "params.yaml").read_text().replace("anchor_pad: all_sides", "anchor_pad: bottom")
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamError, match=r"augment.anchor_pad"):
-        A.AugmentConfig.from_params(load_params(tmp_path / "params.yaml").section("augment"))
+        load_params(tmp_path / "params.yaml").section("augment").load(A.AugmentConfig)
 
 
 def test_ssd_crop_reference_samplers_pick_the_full_side_one_time_in_five(cfg, ref):

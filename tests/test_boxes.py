@@ -10,7 +10,7 @@ from dainet.boxes.detect import detect
 from dainet.boxes.iou import iou_xyxy, iou_xyxy_np
 from dainet.boxes.matcher import match, pad_targets
 from dainet.boxes.nms import nms
-from helpers import paper_feature_sizes, prior_spec
+from helpers import paper_feature_sizes, paper_model, prior_spec
 from dainet.errors import UserError
 
 STEPS = [4, 8, 16, 32, 64, 128]
@@ -230,15 +230,15 @@ def _reference_priors(hw, steps, sizes, clip):
 @pytest.mark.parametrize("shot", [1, 2])
 @pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("hw", [(640, 640), (64, 64), (300, 517), (33, 1000), (129, 255), (28, 28)])
-def test_prior_spec_from_params_gives_the_spec_priors_bit_for_bit(tmp_path, shot, clip, hw):
+def test_prior_spec_for_shot_gives_the_spec_priors_bit_for_bit(tmp_path, shot, clip, hw):
     from conftest import ROOT, write_params
     from dainet.boxes.priors import PriorSpec, both_shots
     from dainet.models.config import ModelConfig
     from dainet.params import load_params
 
     p = load_params(write_params(tmp_path / "params.yaml", {"priors.clip": clip}, base=ROOT / "params.yaml"))
-    model = ModelConfig.from_section(p.section("model"))
-    spec = PriorSpec.from_params(p.section("priors"), model, shot)
+    model = p.section("model").load(ModelConfig)
+    spec = PriorSpec.for_shot(p.section("priors"), model, shot)
     assert both_shots(p.section("priors"), model)[shot - 1] == spec
     pr = p.section("priors")
     expected = _reference_priors(hw, pr.list("steps", int), pr.list(f"sizes_shot{shot}", int), clip)
@@ -247,10 +247,9 @@ def test_prior_spec_from_params_gives_the_spec_priors_bit_for_bit(tmp_path, shot
 
 
 def test_prior_feature_sizes_follow_the_model_pools():
-    from dainet.models.config import ModelConfig
-    paper = ModelConfig()
+    paper = paper_model()
     # pool3 without ceil_mode: of2..of6 of an odd of1 lose a row
-    floor3 = ModelConfig(vgg_cfg=tuple("M" if v == "C" else v for v in paper.vgg_cfg))
+    floor3 = paper_model(vgg_cfg=tuple("M" if v == "C" else v for v in paper.vgg_cfg))
     assert paper.level_downsampling == (("M", "M"), ("C",), ("M",), ("M",), ("S",), ("S",))
     assert prior_spec(model=paper).feature_sizes((333, 333))[1] == (42, 42)
     assert prior_spec(model=floor3).feature_sizes((333, 333))[1] == (41, 41)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dainet.errors import UserError
-from dainet.models import ModelConfig, build_decomposer, build_model, init_weights
+from dainet.models import build_decomposer, build_model, init_weights
 from dainet.params import Section
 from dainet.weights import WeightError, load_checkpoint, load_into, read_pth
 from dainet.weights.convert import (convert_backbone, convert_model, convert_state, fit_to_reference,
@@ -23,6 +23,7 @@ from dainet.weights.convert import (convert_backbone, convert_model, convert_sta
 
 import torch_writer
 from conftest import stage_main
+from helpers import paper_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MARKER = "dainet_pwned_marker"   # what the evil fixtures' payload would create
@@ -163,7 +164,7 @@ def test_writer_legacy_matches_torch_fixture(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_net():
-    return build_model(ModelConfig(width=TINY))
+    return build_model(paper_model(width=TINY))
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_default_is_a_deterministic_seeded_init(tmp_path, tiny_net):
 
 def test_vgg_kind_full_width_legacy_file(tmp_path):
     """The one width-1.0 conversion (~80 MB in, ~200 MB out): a legacy vgg16_reducedfc.pth."""
-    cfg = ModelConfig(width=1.0)
+    cfg = paper_model(width=1.0)
     init = state_of(init_weights(build_model(cfg), 5))
     shapes = {k[len("vgg."):]: v.shape for k, v in init.items() if k.startswith("vgg.")}
     backbone = random_state(shapes, 6)
@@ -290,7 +291,7 @@ def test_dainet_kind_wrapped_and_prefixed(tmp_path, tiny_net):
     src = tmp_path / "DarkFaceZSDA.pth"
     wrapped = OrderedDict(("module." + k, v) for k, v in sd.items())
     torch_writer.save_zip({"epoch": 3, "weight": wrapped}, src)
-    state, loaded = convert_state("dainet", str(src), ModelConfig(width=TINY), seed=0)
+    state, loaded = convert_state("dainet", str(src), paper_model(width=TINY), seed=0)
     assert loaded == len(sd) and list(state) == list(sd)
     for k, v in sd.items():
         np.testing.assert_array_equal(state[k], v)
@@ -299,7 +300,7 @@ def test_dainet_kind_wrapped_and_prefixed(tmp_path, tiny_net):
     torch_writer.save_zip({"epoch": 3, "weight": wrapped}, src)
     with pytest.raises(WeightError, match=r"DarkFaceZSDA\.pth does not fit the model: "
                                           r"1 missing \(ref\.3\.bias\)"):
-        convert_state("dainet", str(src), ModelConfig(width=TINY), seed=0)
+        convert_state("dainet", str(src), paper_model(width=TINY), seed=0)
 
 
 def test_dainet_kind_refusals_exit_2(tmp_path, capsys, monkeypatch):
@@ -321,7 +322,7 @@ def test_dainet_kind_refusals_exit_2(tmp_path, capsys, monkeypatch):
 
 
 def test_decomp_kind_round_trip_and_refusal(tmp_path, capsys):
-    decomposer = build_decomposer(ModelConfig())
+    decomposer = build_decomposer(paper_model())
     sd = random_state(shapes_of(decomposer), 9)
     src, dst, metrics = tmp_path / "decomp.pth", tmp_path / "decomp.ckpt", tmp_path / "m.json"
     torch_writer.save_zip(sd, src)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cfg() -> D.DarkISPConfig:
-    return D.DarkISPConfig.from_params(load_params(ROOT / "params.yaml").section("darkisp"))
+    return load_params(ROOT / "params.yaml").section("darkisp").load(D.DarkISPConfig)
 
 
 def rand_images(n=4, h=6, w=5, seed=0, lo=0.0, hi=1.0):
@@ -46,7 +46,7 @@ def test_config_rejects_a_malformed_matrix(tmp_path):
         "[0.0193339, 0.1191920, 0.9503041]]", "[0.0193339, 0.1191920]]")
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamError, match=r"darkisp.rgb2xyz: expected a 3x3 matrix"):
-        D.DarkISPConfig.from_params(load_params(tmp_path / "params.yaml").section("darkisp"))
+        load_params(tmp_path / "params.yaml").section("darkisp").load(D.DarkISPConfig)
 
 
 def test_sampled_params_shapes_and_ranges(cfg):

@@ -22,7 +22,7 @@ FACE_RGB = (255, 0, 0)
 
 @pytest.fixture(scope="module")
 def cfg() -> AugmentConfig:
-    return replace(AugmentConfig.from_params(load_params(ROOT / "params.yaml").section("augment")),
+    return replace(load_params(ROOT / "params.yaml").section("augment").load(AugmentConfig),
                    image_size=64)
 
 
@@ -222,7 +222,7 @@ def main(argv):
     from dainet.data.augment import AugmentConfig
     from dainet.data.dataset import WiderFaceDataset
     from dainet.params import load_params
-    cfg = replace(AugmentConfig.from_params(load_params(params).section("augment")), image_size=64)
+    cfg = replace(load_params(params).section("augment").load(AugmentConfig), image_size=64)
     ds = WiderFaceDataset(list_file, cfg, seed=0, batch_size=2, shuffle=False, num_workers=2)
     open(victim, "w").write("no longer an image")   # after the list was checked
     n = 0
@@ -276,7 +276,7 @@ from dainet.data.augment import AugmentConfig
 from dainet.data.dataset import WiderFaceDataset
 from dainet.params import load_params
 import jittor as jt
-cfg = replace(AugmentConfig.from_params(load_params(sys.argv[1]).section("augment")), image_size=64)
+cfg = replace(load_params(sys.argv[1]).section("augment").load(AugmentConfig), image_size=64)
 ds = WiderFaceDataset(sys.argv[2], cfg, seed=1, batch_size=1)
 np.save(f"{sys.argv[3]}/rank{jt.rank}.npy", np.stack([img.numpy()[0] for img, _ in ds]))
 """

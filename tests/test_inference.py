@@ -17,8 +17,9 @@ from dainet.inference import (
 )
 from dainet.inference.multiscale import KEEP_ALL, KEEP_LARGE, KEEP_SMALL
 from dainet.params import ParamError, Section
+from helpers import paper_predict
 
-SPEC = MultiScaleConfig()   # the spec §10 values
+SPEC = paper_predict()   # the spec §10 values
 
 
 # ---------------------------------------------------------------- max_shrink
@@ -64,7 +65,7 @@ def _side_for(ms):
     (1.2, [1.2], [0.25]),                                # 1 < ms <= 1.5: bt = ms only
 ])
 def test_plan_for_intermediate_max_shrink(ms, enlarge, pyramid):
-    cfg = MultiScaleConfig(max_shrink_cap=10.0)
+    cfg = paper_predict(max_shrink_cap=10.0)
     side = _side_for(ms)    # a non-integer side is fine for the formula
     assert max_shrink(side, side, cap=10.0) == pytest.approx(ms)
     plan = [(round(p.shrink, 9), p.flip, p.keep) for p in plan_passes(side, side, cfg)]
@@ -76,7 +77,7 @@ def test_plan_for_intermediate_max_shrink(ms, enlarge, pyramid):
 
 def test_plan_doubling_loop_with_a_larger_cap():
     # ms = 10 (tiny image, cap 10): bt = 2, 1.5, then 4, 8 (< 10), then 10
-    cfg = MultiScaleConfig(max_shrink_cap=10.0)
+    cfg = paper_predict(max_shrink_cap=10.0)
     enlarge = [p.shrink for p in plan_passes(32, 32, cfg) if p.keep == S and p.shrink not in cfg.pyramid_scales]
     assert enlarge == [2.0, 1.5, 4.0, 8.0, 10.0]
 
@@ -94,23 +95,25 @@ def test_plan_for_huge_images_below_shrink_1():
 
 
 def test_plan_single_scale():
-    assert plan_passes(720, 1080, MultiScaleConfig(single_scale=True)) == [ScalePass(1.0)]
+    assert plan_passes(720, 1080, paper_predict(single_scale=True)) == [ScalePass(1.0)]
     ms = max_shrink(5000, 6000)
-    assert plan_passes(5000, 6000, MultiScaleConfig(single_scale=True)) == [ScalePass(ms)]
+    assert plan_passes(5000, 6000, paper_predict(single_scale=True)) == [ScalePass(ms)]
 
 
 def test_config_from_params_and_validation():
     p = Section({"conf_thresh": 0.05, "nms_thresh": 0.3, "top_k": 5000, "keep_top_k": 750,
                  "vote_iou": 0.3, "max_shrink_cap": 3.0, "max_pixels_factor": 200, "min_side": 30,
                  "max_side": 100, "shrink_scales": [0.5, 0.75], "pyramid_scales": [0.25, 1.25, 1.75, 2.25],
-                 "single_scale": False}, "predict", "params.yaml")
-    assert MultiScaleConfig.from_params(p) == SPEC
+                 "single_scale": False, "enlarge_factor": 2.0, "enlarge_extra": 1.5}, "predict", "params.yaml")
+    assert p.load(MultiScaleConfig) == SPEC
     bad = Section({**p.to_dict(), "enlarge_factor": 1.0}, "predict", "params.yaml")
-    with pytest.raises(ParamError, match="params.yaml: predict: enlarge_factor"):
-        MultiScaleConfig.from_params(bad)
+    with pytest.raises(ParamError, match=r"^params.yaml: predict.enlarge_factor: expected a number > 1, got 1.0$"):
+        bad.load(MultiScaleConfig)
     bad = Section({**p.to_dict(), "shrink_scales": [0.5]}, "predict", "params.yaml")
     with pytest.raises(ParamError, match="predict.shrink_scales"):
-        MultiScaleConfig.from_params(bad)
+        bad.load(MultiScaleConfig)
+    with pytest.raises(ParamError, match=r"^enlarge_factor: must be > 1"):   # the doubling loop would not end
+        paper_predict(enlarge_factor=1.0)
 
 
 # ---------------------------------------------------------------- size filters
@@ -193,7 +196,7 @@ def test_multi_scale_detect_runs_every_planned_scale_and_votes():
 
 def test_multi_scale_detect_reuses_a_duplicated_scale_but_counts_its_boxes_twice():
     # cap 1 -> ms = 1: 0.75 is both a shrink-down pass and the enlarge pass bt = (0.5 + 1) / 2
-    cfg = MultiScaleConfig(max_shrink_cap=1.0)
+    cfg = paper_predict(max_shrink_cap=1.0)
     assert [p.shrink for p in plan_passes(64, 96, cfg)] == [1.0, 1.0, 0.5, 0.75, 0.75, 0.25]
     shapes = []
 
@@ -204,7 +207,7 @@ def test_multi_scale_detect_reuses_a_duplicated_scale_but_counts_its_boxes_twice
     out = multi_scale_detect(np.zeros((64, 96, 3), np.uint8), only_at_075, cfg)
     assert shapes.count((48, 72)) == 1                        # run once ...
     np.testing.assert_allclose(out, [[20, 10, 60, 50, 0.7]])  # ... yet two votes, as in the reference
-    single = MultiScaleConfig(max_shrink_cap=1.0, single_scale=True)
+    single = paper_predict(max_shrink_cap=1.0, single_scale=True)
     img = _square_image(h=64, w=96, box=(20, 10, 60, 52))
     np.testing.assert_allclose(multi_scale_detect(img, _bright_box_detector(), single),
                                [[20, 10, 60, 52, 0.9]], rtol=1e-6)

@@ -35,6 +35,7 @@ def test_a_few_dozen_iterations_detect_a_face(tmp_path):
     from dainet.formats.lists import read_list
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
+    from dainet.data.synth import SceneConfig
     from dainet.formats.images import read_image
     from dainet.inference.multiscale import MultiScaleConfig
     from dainet.boxes.priors import PriorSpec
@@ -44,7 +45,8 @@ def test_a_few_dozen_iterations_detect_a_face(tmp_path):
 
     params = write_params(tmp_path / "params.yaml", EASY, base=ROOT / "params.yaml")
     p = load_params(params)
-    write_sample(tmp_path / "sample", SampleConfig.from_section(p.section("sample")))
+    sample = p.section("sample")
+    write_sample(tmp_path / "sample", sample.load(SampleConfig, scene=sample.load(SceneConfig)))
     lists = tmp_path / "lists"
     prepare_lists(tmp_path / "sample" / "widerface", tmp_path / "sample" / "darkface", lists)
     assert stage_main("convert_weights")(["--dst", str(tmp_path / "init.ckpt"), "--params", str(params)]) == 0
@@ -61,8 +63,8 @@ def test_a_few_dozen_iterations_detect_a_face(tmp_path):
 
     # the last weights (model.ckpt is the best by validation loss; both must detect)
     net, _ = load_detector(out / "model.ckpt", p.section("model"))
-    detect_fn = make_detect_fn(net, PriorSpec.from_params(p.section("priors"), ModelConfig.from_section(p.section("model")), 2),
-                               MultiScaleConfig.from_params(p.section("predict")))
+    detect_fn = make_detect_fn(net, PriorSpec.for_shot(p.section("priors"), p.section("model").load(ModelConfig), 2),
+                               p.section("predict").load(MultiScaleConfig))
     hits = 0
     entries = read_list(lists / "train.txt")
     for entry in entries:

@@ -8,11 +8,11 @@ import pytest
 import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
-from dainet.models import DAINet, ModelConfig, RetinexDecomposer, build_decomposer, build_model, init_weights
+from dainet.models import DAINet, ModelConfig, build_decomposer, build_model, init_weights
 from dainet.models.decomp import ReplicatePadConv2d
 from dainet.models.layers import FEM, L2Norm, bilinear_resize
 from dainet.models.vgg import MaxPool2x2
-from helpers import paper_feature_sizes, prior_spec
+from helpers import paper_feature_sizes, paper_model, prior_spec
 from dainet.params import ParamError, Section, load_params
 
 SMALL = 0.125  # width of the networks that run forward passes here
@@ -78,7 +78,7 @@ def _shapes(module):
 
 
 def test_published_names_and_shapes_width_1():
-    net = DAINet(ModelConfig(), reflectance=True)  # built only, no forward pass
+    net = DAINet(paper_model(), reflectance=True)  # built only, no forward pass
     got = _shapes(net)
     exp = expected_dainet_shapes(True)
     assert sorted(got) == sorted(exp)
@@ -88,13 +88,13 @@ def test_published_names_and_shapes_width_1():
 
 
 def test_dsfd_variant_has_no_ref():
-    got = _shapes(DAINet(ModelConfig(), reflectance=False))
+    got = _shapes(DAINet(paper_model(), reflectance=False))
     assert got == expected_dainet_shapes(False)
     assert not any(k.startswith("ref.") for k in got)
 
 
 def test_decomposer_names_and_shapes():
-    got = _shapes(RetinexDecomposer())
+    got = _shapes(build_decomposer(paper_model()))
     exp = {}
     _conv(exp, "DecomNet.net1_conv0", 64, 4, 9)
     for i in (0, 2, 4, 6, 8):
@@ -104,7 +104,7 @@ def test_decomposer_names_and_shapes():
 
 
 def test_decomposer_forward():
-    dec = init_weights(build_decomposer(ModelConfig(decomp_channels=8)), seed=1)
+    dec = init_weights(build_decomposer(paper_model(decomp_channels=8)), seed=1)
     img = jt.array(np.random.default_rng(0).random((2, 3, 17, 22)).astype(np.float32))
     R, I = dec(img)
     assert tuple(R.shape) == (2, 3, 17, 22) and tuple(I.shape) == (2, 1, 17, 22)
@@ -133,27 +133,27 @@ def test_replicate_pad_conv_matches_numpy():
 # Config / params
 # ---------------------------------------------------------------------------------------
 def test_config_taps_and_channels():
-    cfg = ModelConfig()
+    cfg = paper_model()
     assert cfg.taps.shallow == 4 and cfg.taps.sources == (15, 22, 29, 34)
     assert cfg.source_channels == SOURCES and cfg.shallow_channels == 64
     net = DAINet(cfg)
     assert len(net.vgg) == 35
     assert [i for i, m in enumerate(net.vgg) if isinstance(m, jt.nn.Conv2d)] == sorted(VGG_CONVS)
-    half = ModelConfig(width=0.5)
+    half = paper_model(width=0.5)
     assert half.source_channels == [128, 256, 256, 512, 256, 128]
     assert half.ch(1) == 1  # never below one channel
 
 
 def test_config_from_params_and_errors(tmp_path):
-    cfg = ModelConfig.from_section(load_params(PARAMS).section("model"))
-    assert cfg.vgg_cfg == ModelConfig().vgg_cfg and cfg.width > 0
+    cfg = load_params(PARAMS).section("model").load(ModelConfig)
+    assert cfg.vgg_cfg == paper_model().vgg_cfg and cfg.width > 0
     data = load_params(PARAMS).section("model").to_dict()
-    with pytest.raises(ParamError, match=r"model\.vgg_cfg"):
-        ModelConfig.from_section(Section(dict(data, vgg_cfg=[64, "X", "M"]), "model", "p.yaml"))
-    with pytest.raises(ParamError, match=r"model\.vgg_cfg"):
-        ModelConfig.from_section(Section(dict(data, vgg_cfg=[64, "M", 64, "M"]), "model", "p.yaml"))
-    with pytest.raises(ParamError, match=r"model\.width"):
-        ModelConfig.from_section(Section(dict(data, width=0.005), "model", "p.yaml"))
+    with pytest.raises(ParamError, match=r"^p.yaml: model\.vgg_cfg: expected a list of 1 or more integers"):
+        Section(dict(data, vgg_cfg=[64, "X", "M"]), "model", "p.yaml").load(ModelConfig)   # the schema
+    with pytest.raises(ParamError, match=r"^p.yaml: model\.vgg_cfg: needs exactly 5 pools"):
+        Section(dict(data, vgg_cfg=[64, "M", 64, "M"]), "model", "p.yaml").load(ModelConfig)   # __post_init__
+    with pytest.raises(ParamError, match=r"^p.yaml: model\.width: 0.005 leaves a FEM input"):
+        Section(dict(data, width=0.005), "model", "p.yaml").load(ModelConfig)
     # build_model accepts the params section directly
     net = build_model(load_params(PARAMS).section("model"), reflectance=False)
     assert not hasattr(net, "ref")
@@ -265,7 +265,7 @@ def test_fem_split():
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_net():
-    return init_weights(DAINet(ModelConfig(width=SMALL), reflectance=True), seed=0)
+    return init_weights(DAINet(paper_model(width=SMALL), reflectance=True), seed=0)
 
 
 @pytest.mark.parametrize("hw", [(640, 640), (333, 517)])
@@ -353,7 +353,7 @@ def test_odd_training_size_is_a_user_error(small_net):
 
 
 def test_dsfd_forward_train_and_execute():
-    net = init_weights(DAINet(ModelConfig(width=SMALL), reflectance=False), seed=0)
+    net = init_weights(DAINet(paper_model(width=SMALL), reflectance=False), seed=0)
     x = jt.rand(1, 3, 64, 64)
     out = net.forward_train(x)
     assert sorted(out) == ["conf1", "conf2", "loc1", "loc2"]
@@ -367,7 +367,7 @@ def test_one_sgd_step_updates_every_parameter():
     from dainet.losses.enhance import enhancement_loss, reflectance_loss
     from dainet.losses.mutual import mutual_loss
 
-    net = init_weights(DAINet(ModelConfig(width=SMALL), reflectance=True), seed=2)
+    net = init_weights(DAINet(paper_model(width=SMALL), reflectance=True), seed=2)
     # With zero biases the products of the top-down path shrink the enhanced maps of this
     # untrained, tiny network to ~1e-13 and many updates fall below float32 resolution;
     # positive biases keep activations O(1) so that every update is visible.
@@ -396,7 +396,7 @@ def test_one_sgd_step_updates_every_parameter():
 # Initialisation
 # ---------------------------------------------------------------------------------------
 def test_init_weights_deterministic_xavier_and_constants():
-    cfg = ModelConfig(width=SMALL)
+    cfg = paper_model(width=SMALL)
     a = init_weights(DAINet(cfg), seed=7).state_dict()
     b = init_weights(DAINet(cfg), seed=7).state_dict()
     c = init_weights(DAINet(cfg), seed=8).state_dict()
@@ -421,8 +421,8 @@ def test_init_weights_deterministic_xavier_and_constants():
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_norm_option_keeps_every_published_name_and_adds_norm_layers(norm):
     from dainet.models.layers import NormConv2d, norm_groups
-    plain = {k: tuple(v.shape) for k, v in DAINet(ModelConfig(width=SMALL)).state_dict().items()}
-    normed = {k: tuple(v.shape) for k, v in DAINet(ModelConfig(width=SMALL, norm=norm)).state_dict().items()}
+    plain = {k: tuple(v.shape) for k, v in DAINet(paper_model(width=SMALL)).state_dict().items()}
+    normed = {k: tuple(v.shape) for k, v in DAINet(paper_model(width=SMALL, norm=norm)).state_dict().items()}
     assert {k: v for k, v in normed.items() if ".norm." not in k} == plain
     extra = {k.split(".norm.")[0] for k in normed if ".norm." in k}
     # every backbone / extras / FPN / FEM conv, no head, no reflectance decoder
@@ -430,7 +430,7 @@ def test_norm_option_keeps_every_published_name_and_adds_norm_layers(norm):
     assert "fpn_latlayer.4" in extra and "fpn_fem.5.branch3.4" in extra
     assert not any(k.startswith(("loc_pal", "conf_pal", "ref.")) for k in extra)
     assert norm_groups(64, 8) == 8 and norm_groups(21, 8) == 1 and norm_groups(85, 8) == 5
-    net = init_weights(DAINet(ModelConfig(width=SMALL, norm=norm)), seed=0)
+    net = init_weights(DAINet(paper_model(width=SMALL, norm=norm)), seed=0)
     assert isinstance(net.vgg[0], NormConv2d)
     x = jt.array(np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32))
     out = net.forward_train(x, x, jt.ones((2, 1, 64, 64)), jt.ones((2, 1, 64, 64)))
@@ -441,5 +441,6 @@ def test_norm_option_keeps_every_published_name_and_adds_norm_layers(norm):
 
 
 def test_norm_must_be_known():
-    with pytest.raises(ParamError, match="norm"):
-        ModelConfig(norm="layer")
+    data = load_params(PARAMS).section("model").to_dict()
+    with pytest.raises(ParamError, match=r"^p.yaml: model.norm: expected one of none\|batch\|group, got 'layer'$"):
+        Section(dict(data, norm="layer"), "model", "p.yaml").load(ModelConfig)

@@ -37,9 +37,10 @@ def test_two_ranks_match_one_process_with_the_mean_gradient(tmp_path):
         np.testing.assert_allclose(a[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
     # the step did something: compare with a fresh process's initial weights
     import dainet  # noqa: F401
-    from dainet.models import ModelConfig, build_model
+    from dainet.models import build_model
+    from helpers import paper_model
     from dainet.models.init import init_weights
-    init = init_weights(build_model(ModelConfig(width=0.125), reflectance=False), 0, "kaiming").state_dict()
+    init = init_weights(build_model(paper_model(width=0.125), reflectance=False), 0, "kaiming").state_dict()
     changed = {k for k in a.files if not np.array_equal(init[k].numpy(), a[k])}
     # every weight moves (gradient or decay); biases of heads that no matched or mined prior
     # reaches at 128 px keep a zero gradient, so only most of them move

@@ -5,15 +5,16 @@ import pytest
 import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
-from dainet.models import ModelConfig, build_model, init_weights
+from dainet.models import build_model, init_weights
 from dainet.training.optim import make_optimizer, parameter_groups, set_lr
+from helpers import paper_model
 
 L2NORM_NAMES = {f"L2Norm{k}{i}.weight" for k in ("of", "ef") for i in (1, 2, 3)}
 
 
 @pytest.fixture(scope="module")
 def net():
-    return init_weights(build_model(ModelConfig(width=0.125)), 0, "kaiming")
+    return init_weights(build_model(paper_model(width=0.125)), 0, "kaiming")
 
 
 def test_groups_follow_the_reference(net):
@@ -62,7 +63,7 @@ def test_optimizer_state_round_trip_continues_identically(kind):
             opt.step(loc.sqr().mean() + conf.sqr().mean())
 
     def fresh():
-        net = init_weights(build_model(ModelConfig(width=0.125), reflectance=False), 0, "kaiming")
+        net = init_weights(build_model(paper_model(width=0.125), reflectance=False), 0, "kaiming")
         return net, make_optimizer(net, kind, 1e-3, 0.1, 0.9, 5e-4)
 
     net_a, opt_a = fresh()

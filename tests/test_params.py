@@ -297,12 +297,15 @@ def test_choices_agree_with_the_readers():
 
 def test_train_choices_are_read_by_train_config():
     from dainet.training.joint import TrainConfig
+    from dainet.training.objective import LossWeights
     base = load_params(ROOT / "params.yaml")
     for key, options in (("method", schema.METHODS), ("dsfd_input", schema.DSFD_INPUTS),
                          ("device", schema.DEVICES), ("lr_schedule", schema.LR_SCHEDULES)):
         for option in options:
             sec = Section({**base.section("train").to_dict(), key: option}, "train", "p.yaml")
-            assert getattr(TrainConfig.from_params(sec, base.section("augment")), key) == option
+            cfg = sec.load(TrainConfig, image_size=base.section("augment").value("image_size", int),
+                           losses=sec.load(LossWeights))
+            assert getattr(cfg, key) == option
 
 
 # ---------------------------------------------------------------- a bad file fails before Jittor loads

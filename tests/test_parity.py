@@ -30,10 +30,11 @@ import jittor as jt
 from dainet.boxes.matcher import match
 from dainet.boxes.priors import both_shots
 from dainet.losses.multibox import MultiBoxLoss, cross_entropy_per_prior, hard_negative_mask
-from dainet.models import ModelConfig, build_decomposer, build_model
+from dainet.models import build_decomposer, build_model
 from dainet.params import load_params
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.weights import load_into
+from helpers import paper_model
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -66,11 +67,11 @@ def ours(fixture):
     """Everything our code computes on the fixture's inputs, as numpy."""
     params = load_params(PARAMS)
     train, priors_s = params.section("train"), params.section("priors")
-    weights = LossWeights.from_params(train)
+    weights = train.load(LossWeights)
     # the fixture was recorded with torchmetrics 1.2.1, which crops the SSIM border
     assert getattr(weights, "ssim_crop_border", True) is True, "params train.ssim_crop_border must be true"
 
-    cfg = ModelConfig()
+    cfg = paper_model()
     net = build_model(cfg, reflectance=True)
     decomposer = build_decomposer(cfg)
     for module, name in ((net, "DAI-Net"), (decomposer, "DecomNet")):

@@ -15,20 +15,20 @@ from dainet.boxes.convert import normalised_to_pixels
 from dainet.errors import UserError
 from dainet.evaluation import read_darkface_predictions, read_wider_predictions
 from dainet.formats.images import read_image
-from dainet.inference import MultiScaleConfig, multi_scale_detect
+from dainet.inference import multi_scale_detect
 from dainet.inference.predictor import (check_unique_outputs, folder_images, load_detector,
                                         make_detect_fn, predict_images,
                                         prediction_key)
-from dainet.models import ModelConfig, build_model, init_weights
+from dainet.models import build_model, init_weights
 from dainet.weights import WeightError, save_checkpoint
 
 from conftest import stage_main
-from helpers import (IMAGE_HW, WIDTH, prior_spec, write_images, write_list_file, write_narrow_params,
-                     write_wider_gt)
+from helpers import (IMAGE_HW, WIDTH, paper_model, paper_predict, prior_spec, write_images, write_list_file,
+                     write_narrow_params, write_wider_gt)
 
 @pytest.fixture(scope="module")
 def tiny_net():
-    return init_weights(build_model(ModelConfig(width=WIDTH), reflectance=True), seed=0)
+    return init_weights(build_model(paper_model(width=WIDTH), reflectance=True), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_detect_fn_returns_the_prior_box_in_pixels():
     # level 1 (step 8, second-shot size 32) has a 12 x 16 grid after level 0's 24 x 32
     level0, i, j = 24 * 32, 5, 7
     net = FakeNet(n_priors=24 * 32 + 12 * 16 + 6 * 8 + 3 * 4 + 2 * 2 + 1, face_prior=level0 + i * 16 + j)
-    detect_fn = make_detect_fn(net, prior_spec(), MultiScaleConfig())
+    detect_fn = make_detect_fn(net, prior_spec(), paper_predict())
     image = np.random.default_rng(0).random((h, w, 3), dtype=np.float32)
 
     dets = detect_fn(image)
@@ -88,14 +88,14 @@ def test_detect_fn_returns_the_prior_box_in_pixels():
 
 def test_detect_fn_skips_inputs_too_small_for_the_backbone():
     net = FakeNet(n_priors=1, face_prior=0)
-    detect_fn = make_detect_fn(net, prior_spec(), MultiScaleConfig())
+    detect_fn = make_detect_fn(net, prior_spec(), paper_predict())
     assert detect_fn(np.zeros((20, 200, 3), np.float32)).shape == (0, 5)
     assert net.inputs == []
 
 
 def test_prior_steps_must_be_the_backbone_strides():
     with pytest.raises(UserError, match="priors.steps"):
-        make_detect_fn(FakeNet(1, 0), prior_spec(steps=(4, 8, 16, 32, 64, 64)), MultiScaleConfig())
+        make_detect_fn(FakeNet(1, 0), prior_spec(steps=(4, 8, 16, 32, 64, 64)), paper_predict())
 
 
 def test_normalised_to_pixels_scales_x_by_width_and_y_by_height():
@@ -128,7 +128,7 @@ def test_predict_loop_writes_every_readable_image_and_skips_the_rest(tmp_path, c
         return np.array([[1, 2, 11, 22, 0.9], [5, 5, 9, 9, 0.2]], np.float32)
 
     stats = predict_images([images[0], broken, images[1], missing], fake_detect,
-                           MultiScaleConfig(single_scale=True), tmp_path / "out", "darkface")
+                           paper_predict(single_scale=True), tmp_path / "out", "darkface")
 
     assert (stats.images, stats.skipped_images, stats.boxes) == (2, 2, 4)
     assert seen == [IMAGE_HW + (3,)] * 2           # one pass per image, read once
@@ -188,19 +188,19 @@ def test_predict_stage_fails_when_too_many_images_are_skipped(tmp_path, checkpoi
 # ----------------------------------------------------------------- checkpoints / methods
 
 def test_method_from_checkpoint(tmp_path):
-    dsfd = init_weights(build_model(ModelConfig(width=WIDTH), reflectance=False), seed=1)
+    dsfd = init_weights(build_model(paper_model(width=WIDTH), reflectance=False), seed=1)
     save_checkpoint(tmp_path / "dsfd.ckpt", {"model": dsfd.state_dict(), "method": "dsfd"})
-    net, method = load_detector(tmp_path / "dsfd.ckpt", ModelConfig(width=WIDTH))
+    net, method = load_detector(tmp_path / "dsfd.ckpt", paper_model(width=WIDTH))
     assert method == "dsfd" and not net.reflectance
     np.testing.assert_array_equal(net.state_dict()["vgg.0.weight"].numpy(),
                                   dsfd.state_dict()["vgg.0.weight"].numpy())
     # without a method field a checkpoint is DAI-Net, which a DSFD state dict does not fit
     save_checkpoint(tmp_path / "plain.ckpt", {"model": dsfd.state_dict()})
     with pytest.raises(WeightError, match=r"plain.ckpt.*ref\."):
-        load_detector(tmp_path / "plain.ckpt", ModelConfig(width=WIDTH))
+        load_detector(tmp_path / "plain.ckpt", paper_model(width=WIDTH))
     save_checkpoint(tmp_path / "odd.ckpt", {"model": dsfd.state_dict(), "method": "yolo"})
     with pytest.raises(WeightError, match="method 'yolo'"):
-        load_detector(tmp_path / "odd.ckpt", ModelConfig(width=WIDTH))
+        load_detector(tmp_path / "odd.ckpt", paper_model(width=WIDTH))
 
 
 # ------------------------------------------------------------- the stage, tiny network
@@ -223,7 +223,7 @@ def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set
     assert m["seconds_per_image"] > 0
 
     # the file holds exactly the detector's boxes, as x y w h (+1 convention) and score
-    cfg = MultiScaleConfig(single_scale=True)
+    cfg = paper_predict(single_scale=True)
     direct = multi_scale_detect(read_image(images[2]), make_detect_fn(tiny_net, prior_spec(), cfg), cfg)
     got = preds["1--Handshaking", "1_Handshaking_a"]
     assert len(got) == len(direct) > 0
@@ -243,7 +243,7 @@ def test_predict_stage_darkface_folder_multi_scale(tmp_path, checkpoint):
     assert list(preds) == ["7"]
     m = json.loads(metrics.read_text())
     assert m["images"] == 1 and m["single_scale"] is False
-    assert m["boxes_per_image"] == len(preds["7"]) <= MultiScaleConfig().keep_top_k
+    assert m["boxes_per_image"] == len(preds["7"]) <= paper_predict().keep_top_k
 
 
 # ------------------------------------------------------------ round trip through evaluate

@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_GT = REPO.parent / "shared" / "data" / "widerface_val_gt"
 
 
+def sample_config(path: Path = REPO / "params.yaml") -> sample.SampleConfig:
+    sec = load_params(path).section("sample")
+    return sec.load(sample.SampleConfig, scene=sec.load(synth.SceneConfig))
+
+
 def tiny_config(**over) -> sample.SampleConfig:
-    cfg = sample.SampleConfig.from_section(load_params(REPO / "params.yaml").section("sample"))
+    cfg = sample_config()
     scene = dataclasses.replace(cfg.scene, image_side=(96, 160), face_size=(8.0, 64.0),
                                 faces_per_image=(1, 4), zero_face_fraction=0.2)
     return dataclasses.replace(cfg, **{"n_train": 6, "n_val": 5, "n_dark": 3, "n_events": 3,
@@ -127,7 +132,7 @@ def test_difficulty_masks_rule():
     boxes = np.array([[0, 0, 40, 60], [0, 0, 40, 60], [0, 0, 20, 35], [0, 0, 9, 12], [0, 0, 5, 8]], float)
     attrs = np.zeros((5, 6), np.int64)
     attrs[1, 4] = 2                                     # heavy occlusion: not easy
-    m = sample.difficulty_masks(boxes, attrs, sample.DEFAULT_DIFFICULTY)
+    m = sample.difficulty_masks(boxes, attrs, sample_config().difficulty)   # params.yaml: 50/1/1, 30/2/2, 10/2/2
     assert m["easy"].tolist() == [True, False, False, False, False]
     assert m["medium"].tolist() == [True, True, True, False, False]
     assert m["hard"].tolist() == [True, True, True, True, False]
@@ -185,7 +190,7 @@ def test_scene_faces_are_not_background():
 
 def test_low_light_is_dark_noisy_and_seeded():
     img = np.full((64, 64, 3), 180, np.uint8)
-    cfg = synth.LowLightConfig()
+    cfg = sample_config().dark
     d1 = synth.render_low_light(img, np.random.default_rng(3), cfg)
     d2 = synth.render_low_light(img, np.random.default_rng(3), cfg)
     assert d1.dtype == np.uint8 and d1.shape == img.shape and np.array_equal(d1, d2)
@@ -194,9 +199,9 @@ def test_low_light_is_dark_noisy_and_seeded():
 
 
 def test_params_are_read_and_checked(tmp_path):
-    cfg = sample.SampleConfig.from_section(load_params(REPO / "params.yaml").section("sample"))
+    cfg = sample_config()
     assert cfg.n_train > 0 and cfg.dark.jpeg_quality[0] <= cfg.dark.jpeg_quality[1]
     bad = (REPO / "params.yaml").read_text().replace("blur_prob: 0.3", "blur_prob: 1.5")
     (tmp_path / "p.yaml").write_text(bad)
     with pytest.raises(ParamError, match="sample.blur_prob"):
-        sample.SampleConfig.from_section(load_params(tmp_path / "p.yaml").section("sample"))
+        sample_config(tmp_path / "p.yaml")

@@ -9,15 +9,16 @@ import pytest
 
 import dainet  # noqa: F401  (configures Jittor before it loads)
 
+from dainet.formats.images import to_uint8
 from dainet.inference.visual import (GAP_RGB, GT_RGB, PRED_RGB, draw_detections, feature_grid, grid_shape,
                                      line_width, normalise_channels, reflectance_picture, side_by_side,
-                                     tile_scale, to_uint8)
-from dainet.models import ModelConfig, build_model, init_weights
+                                     tile_scale)
+from dainet.models import build_model, init_weights
 from dainet.params import ParamError
 from dainet.weights import save_checkpoint
 
 from conftest import stage_main
-from helpers import WIDTH, write_images, write_list_file, write_narrow_params
+from helpers import WIDTH, paper_model, write_images, write_list_file, write_narrow_params
 
 
 # ---------------------------------------------------------------------- pure pictures
@@ -138,7 +139,7 @@ def lists(tmp_path_factory):
 
 
 def weights(path: Path, method: str) -> Path:
-    net = init_weights(build_model(ModelConfig(width=WIDTH), reflectance=method == "dainet"), seed=0)
+    net = init_weights(build_model(paper_model(width=WIDTH), reflectance=method == "dainet"), seed=0)
     save_checkpoint(path, {"model": net.state_dict(), "method": method})
     return path
 

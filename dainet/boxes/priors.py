@@ -6,7 +6,7 @@ derived without running the network from the size-changing ops that the model co
 states (:attr:`dainet.models.config.ModelConfig.level_downsampling`: the pools of
 ``model.vgg_cfg`` and the strided extras convs), so priors can be built (and cached)
 per input size. Training, prediction and visualisation all build it with
-:meth:`PriorSpec.from_params`.
+:meth:`PriorSpec.for_shot`.
 """
 from __future__ import annotations
 
@@ -104,14 +104,15 @@ class PriorSpec:
             raise UserError(f"params.yaml: priors: {len(self.steps)} steps but {len(self.sizes)} sizes")
 
     @classmethod
-    def from_params(cls, priors: Section, model, shot: int) -> "PriorSpec":
+    def for_shot(cls, priors: Section, model, shot: int) -> "PriorSpec":
         """The priors of ``shot`` (1 or 2; the test forward uses 2, spec §5) from params
-        section ``priors`` and ``model`` (a :class:`~dainet.models.config.ModelConfig`)."""
+        section ``priors`` (``steps``, ``variances``, ``clip`` and ``sizes_shot<shot>``, by
+        :meth:`~dainet.params.Section.load`) and ``model`` (a
+        :class:`~dainet.models.config.ModelConfig`)."""
         if shot not in SHOTS:
             raise ValueError(f"shot must be one of {SHOTS}, got {shot!r}")
-        return cls(steps=tuple(priors.list("steps", int)), sizes=tuple(priors.list(f"sizes_shot{shot}", int)),
-                   variances=tuple(priors.list("variances", float, 2)), clip=priors.bool("clip"),
-                   downsampling=model.level_downsampling)
+        return priors.load(cls, sizes=priors.value(f"sizes_shot{shot}", tuple[float, ...]),
+                           downsampling=model.level_downsampling)
 
     def feature_sizes(self, image_hw) -> list[tuple[int, int]]:
         """Feature-map sizes ``[(fh, fw)] * 6`` of of1..of6 for an ``H x W`` input.
@@ -152,4 +153,4 @@ class PriorSpec:
 
 def both_shots(priors: Section, model) -> tuple[PriorSpec, PriorSpec]:
     """``(first shot, second shot)`` priors, as training needs them (spec §9)."""
-    return tuple(PriorSpec.from_params(priors, model, shot) for shot in SHOTS)
+    return tuple(PriorSpec.for_shot(priors, model, shot) for shot in SHOTS)

@@ -67,7 +67,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from dainet.params import ParamError, Section
+from dainet.params import ParamError
 
 # The reference's random filters for the anchor-sampling rescale (cv2), and the cv2 set
 # our ``resize_filters: cv2 | cv2_antialias`` draw from for the final resize.
@@ -87,8 +87,8 @@ MIN_FACE_FILTER = ("final", "reference")
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The ``augment`` params section (spec §7). Defaults of the reference-or-ours
-    choices are ours (the sample profile); see the module docstring."""
+    """The ``augment`` params section (spec §7). ``params/wider.yaml`` holds the reference's
+    value of each reference-or-ours choice, ``params.yaml`` ours; see the module docstring."""
     image_size: int                          # S, side of the square training image
     photometric_prob: float
     brightness_delta: float                  # factor ~ U(1 - delta, 1 + delta)
@@ -96,71 +96,33 @@ class AugmentConfig:
     saturation_range: tuple[float, float]
     hue_delta: float                         # shift ~ U(-delta, delta) on the 0-255 hue scale
     anchor_sampling_prob: float
-    anchor_scales: tuple[int, ...]
+    anchor_scales: tuple[int, ...]           # sorted ascending (__post_init__)
     crop_tries: int
     pad_value: tuple[float, float, float]    # RGB, 0-255 scale
     ssd_crop_min_scale: float                # crop side / shorter image side ~ U(min, 1)
     flip_prob: float
     min_face: float                          # faces below min_face x min_face (area) are dropped
-    expand: bool = False
-    expand_prob: float = 0.5                 # reference values; only used when expand is on
-    expand_max_ratio: float = 4.0
-    hue_rounding: str = "round"              # round | truncate (reference)
-    anchor_face_plus_one: bool = False       # chosen face measured as (w + 1)(h + 1) (reference)
-    anchor_valid: str = "centre"             # centre | contained_or_iou (reference)
-    anchor_valid_iou: float = 0.7            # IoU with the S x S window for contained_or_iou
-    anchor_pad: str = "all_sides"            # all_sides | top_left (reference: stretch the rest)
-    anchor_fallback: str = "original"        # no valid try: original | rescaled (reference)
-    anchor_clip_boxes: bool = True           # reference: false
-    ssd_crop_samplers: int = 1               # U(ssd_crop_min_scale, 1) samplers (reference 4)
-    ssd_crop_full_sampler: bool = False      # one more sampler fixed at scale 1.0 (reference)
-    resize_filters: str = "cv2"              # cv2 | cv2_antialias | pil (reference)
-    min_face_filter: str = "final"           # final | reference
+    expand: bool
+    expand_prob: float                       # only used when expand is on
+    expand_max_ratio: float
+    hue_rounding: str                        # round | truncate (reference)
+    anchor_face_plus_one: bool               # chosen face measured as (w + 1)(h + 1) (reference)
+    anchor_valid: str                        # centre | contained_or_iou (reference)
+    anchor_valid_iou: float                  # IoU with the S x S window for contained_or_iou
+    anchor_pad: str                          # all_sides | top_left (reference: stretch the rest)
+    anchor_fallback: str                     # no valid try: original | rescaled (reference)
+    anchor_clip_boxes: bool                  # reference: false
+    ssd_crop_samplers: int                   # U(ssd_crop_min_scale, 1) samplers (reference 4)
+    ssd_crop_full_sampler: bool              # one more sampler fixed at scale 1.0 (reference)
+    resize_filters: str                      # cv2 | cv2_antialias | pil (reference)
+    min_face_filter: str                     # final | reference
 
-    @classmethod
-    def from_params(cls, section: Section) -> "AugmentConfig":
-        def probability(key: str) -> float:
-            p = section.float(key)
-            if not 0.0 <= p <= 1.0:
-                raise ParamError(f"{section.source}: {section.path}.{key}: expected a probability, got {p}")
-            return p
-
-        size = section.int("image_size")
-        scales = tuple(section.list("anchor_scales", int))
-        tries = section.int("crop_tries")
-        min_scale = section.float("ssd_crop_min_scale")
-        samplers = section.int("ssd_crop_samplers")
-        full_sampler = section.bool("ssd_crop_full_sampler")
-        valid_iou = section.float("anchor_valid_iou")
-        for key, ok in (("image_size", size > 0), ("anchor_scales", len(scales) > 0 and min(scales) > 0),
-                        ("crop_tries", tries > 0), ("ssd_crop_min_scale", 0.0 < min_scale <= 1.0),
-                        ("ssd_crop_samplers", samplers >= 0 and samplers + full_sampler > 0),
-                        ("anchor_valid_iou", 0.0 <= valid_iou <= 1.0)):
-            if not ok:
-                raise ParamError(f"{section.source}: {section.path}.{key}: value out of range")
-        return cls(
-            image_size=size, photometric_prob=probability("photometric_prob"),
-            brightness_delta=section.float("brightness_delta"),
-            contrast_range=section.range("contrast_range"),
-            saturation_range=section.range("saturation_range"),
-            hue_delta=section.float("hue_delta"),
-            anchor_sampling_prob=probability("anchor_sampling_prob"),
-            anchor_scales=tuple(sorted(scales)), crop_tries=tries,
-            pad_value=tuple(section.list("pad_value", float, 3)),
-            ssd_crop_min_scale=min_scale, flip_prob=probability("flip_prob"),
-            min_face=section.float("min_face"), expand=section.bool("expand"),
-            expand_prob=section.float("expand_prob", 0.5),
-            expand_max_ratio=section.float("expand_max_ratio", 4.0),
-            hue_rounding=section.choice("hue_rounding", HUE_ROUNDING),
-            anchor_face_plus_one=section.bool("anchor_face_plus_one"),
-            anchor_valid=section.choice("anchor_valid", ANCHOR_VALID), anchor_valid_iou=valid_iou,
-            anchor_pad=section.choice("anchor_pad", ANCHOR_PAD),
-            anchor_fallback=section.choice("anchor_fallback", ANCHOR_FALLBACK),
-            anchor_clip_boxes=section.bool("anchor_clip_boxes"),
-            ssd_crop_samplers=samplers, ssd_crop_full_sampler=full_sampler,
-            resize_filters=section.choice("resize_filters", RESIZE_FILTERS),
-            min_face_filter=section.choice("min_face_filter", MIN_FACE_FILTER),
-        )
+    def __post_init__(self):
+        object.__setattr__(self, "anchor_scales", tuple(sorted(self.anchor_scales)))
+        if self.ssd_crop_samplers + self.ssd_crop_full_sampler < 1:
+            raise ParamError("ssd_crop_samplers: expected at least one SSD crop sampler "
+                             "(ssd_crop_samplers + ssd_crop_full_sampler >= 1), got "
+                             f"{self.ssd_crop_samplers} and {str(self.ssd_crop_full_sampler).lower()}")
 
 
 # --- photometric distortion (uint8 in and out, saturated and rounded after each step as PIL does)

@@ -32,8 +32,6 @@ from scipy import stats
 
 import jittor as jt
 
-from dainet.params import ParamError, Section
-
 
 @dataclass(frozen=True)
 class DarkISPConfig:
@@ -53,40 +51,7 @@ class DarkISPConfig:
     quant_bits: tuple[int, ...]
     xyz2cams: np.ndarray                     # [M, 3, 3] XYZ -> camera, rows as listed
     rgb2xyz: np.ndarray                      # [3, 3] sRGB -> XYZ
-    eps: float = 1e-8                        # floor before fractional powers and sqrt
-
-    @classmethod
-    def from_params(cls, section: Section) -> "DarkISPConfig":
-        quant_bits = tuple(section.list("quant_bits", int))
-        if not quant_bits or min(quant_bits) <= 0:
-            raise ParamError(f"{section.source}: {section.path}.quant_bits: expected positive integers, "
-                             f"got {list(quant_bits)}")
-        return cls(
-            gamma=section.range("gamma"), red_gain=section.range("red_gain"),
-            blue_gain=section.range("blue_gain"),
-            wb_scale_mean=section.float("wb_scale_mean"), wb_scale_std=section.float("wb_scale_std"),
-            darkness_mean=section.float("darkness_mean"), darkness_std=section.float("darkness_std"),
-            darkness_range=section.range("darkness_range"), shot_noise=section.range("shot_noise"),
-            read_noise_slope=section.float("read_noise_slope"),
-            read_noise_intercept=section.float("read_noise_intercept"),
-            read_noise_std=section.float("read_noise_std"), quant_bits=quant_bits,
-            xyz2cams=_matrices(section, "xyz2cams", (-1, 3, 3)),
-            rgb2xyz=_matrices(section, "rgb2xyz", (3, 3)),
-            eps=section.float("eps", 1e-8),
-        )
-
-
-def _matrices(section: Section, key: str, shape: tuple[int, ...]) -> np.ndarray:
-    raw = section.raw(key)
-    try:
-        arr = np.asarray(raw, dtype=np.float64)
-        ok = arr.ndim == len(shape) and all(s in (-1, d) for s, d in zip(shape, arr.shape))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or not np.isfinite(arr).all() or arr.size == 0:
-        what = "a list of 3x3 matrices" if len(shape) == 3 else "a 3x3 matrix"
-        raise ParamError(f"{section.source}: {section.path}.{key}: expected {what} of numbers, got {raw!r}")
-    return arr
+    eps: float                               # floor before fractional powers and sqrt
 
 
 def rgb_to_camera_matrices(xyz2cams: np.ndarray, rgb2xyz: np.ndarray) -> np.ndarray:

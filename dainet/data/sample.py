@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,7 +28,7 @@ from dainet.data import synth
 from dainet.formats.darkface import DarkFaceItem, write_darkface_label
 from dainet.formats.wider_mat import write_wider_gt
 from dainet.formats.wider_txt import ATTRIBUTES, WiderRecord, write_wider_annotations
-from dainet.params import ParamError, Section
+from dainet.params import ParamError
 from dainet.utils.fileio import write_bytes
 
 # WIDER FACE's first event names; the sample uses the first n_events of them.
@@ -41,91 +41,40 @@ SPLITS = ("train", "val", "dark")       # the child-seed key of each split
 @dataclass(frozen=True)
 class DifficultyRule:
     """Faces that count at a WIDER difficulty level: valid, at least ``min_height``
-    pixels tall, blur and occlusion labels at most the given values."""
+    pixels tall, blur and occlusion labels at most the given values (params
+    ``sample.difficulty.<level>: [min_height, max_blur, max_occlusion]``)."""
     min_height: float
     max_blur: int
     max_occlusion: int
 
 
-# Measured on the real val ground truth: the easy / medium / hard gt_lists hold
-# (nearly) every valid face at least 50 / 30 / 10 px tall. WIDER's own split came
-# from detector recall; size dominates it, and we add blur and occlusion for easy.
-DEFAULT_DIFFICULTY = {"easy": DifficultyRule(50, 1, 1), "medium": DifficultyRule(30, 2, 2),
-                      "hard": DifficultyRule(10, 2, 2)}
-
-
 @dataclass(frozen=True)
 class SampleConfig:
-    seed: int = 2024
-    n_train: int = 300
-    n_val: int = 100
-    n_dark: int = 100
-    n_events: int = 6
-    jpeg_quality: int = 92
-    scene: synth.SceneConfig = field(default_factory=synth.SceneConfig)
-    dark: synth.LowLightConfig = field(default_factory=synth.LowLightConfig)
-    difficulty: dict = field(default_factory=lambda: dict(DEFAULT_DIFFICULTY))
+    """Params section ``sample``; ``scene`` (:class:`~dainet.data.synth.SceneConfig`, read
+    from the same section) is given::
 
-    @classmethod
-    def from_section(cls, p: Section) -> "SampleConfig":
-        """Read params ``sample`` (``sample.difficulty`` optional: level -> [min
-        height, max blur, max occlusion]) and check ranges."""
-        d = p.section("dark")
-        cfg = cls(
-            seed=p.int("seed"), n_train=p.int("n_train"), n_val=p.int("n_val"),
-            n_dark=p.int("n_dark"), n_events=p.int("n_events"), jpeg_quality=p.int("jpeg_quality"),
-            scene=synth.SceneConfig(
-                image_side=tuple(p.list("image_side", int, 2)),
-                faces_per_image=tuple(p.list("faces_per_image", int, 2)),
-                face_size=p.range("face_size"),
-                zero_face_fraction=p.float("zero_face_fraction"),
-                distractors=tuple(p.list("distractors", int, 2)),
-                occlusion_prob=p.float("occlusion_prob"), blur_prob=p.float("blur_prob")),
-            dark=synth.LowLightConfig(
-                exposure=d.range("exposure"), gamma=d.range("gamma"),
-                shot_noise=d.range("shot_noise"), read_noise=d.range("read_noise"),
-                colour_cast=d.float("colour_cast"),
-                jpeg_quality=tuple(d.list("jpeg_quality", int, 2))),
-            difficulty=_difficulty(p) if "difficulty" in p else dict(DEFAULT_DIFFICULTY))
-        _check(cfg, p)
-        return cfg
+        sample.load(SampleConfig, scene=sample.load(synth.SceneConfig))
+    """
+    seed: int
+    n_train: int
+    n_val: int
+    n_dark: int
+    n_events: int
+    jpeg_quality: int
+    scene: synth.SceneConfig
+    dark: synth.LowLightConfig     # sub-section sample.dark
+    # level -> rule, easy to hard. Measured on the real val ground truth: the easy / medium /
+    # hard gt_lists hold (nearly) every valid face at least 50 / 30 / 10 px tall. WIDER's own
+    # split came from detector recall; size dominates it, and we add blur and occlusion for easy.
+    difficulty: dict[str, DifficultyRule]
 
-
-def _difficulty(p: Section) -> dict:
-    sec = p.section("difficulty")
-    rules = {}
-    for level in sec.keys():
-        lo, blur, occ = sec.list(level, float, 3)
-        rules[level] = DifficultyRule(lo, int(blur), int(occ))
-    return rules
-
-
-def _check(cfg: SampleConfig, p: Section) -> None:
-    s, d = cfg.scene, cfg.dark
-
-    def need(ok: bool, key: str, what: str):
-        if not ok:
-            raise ParamError(f"{p.source}: sample.{key}: expected {what}")
-
-    for key in ("n_train", "n_val", "n_dark"):
-        need(getattr(cfg, key) >= 0, key, "a count >= 0")
-    need(1 <= cfg.n_events, "n_events", "at least 1")
-    need(16 <= s.image_side[0] <= s.image_side[1], "image_side", "[low, high] with 16 <= low <= high")
-    need(0 <= s.faces_per_image[0] <= s.faces_per_image[1], "faces_per_image", "0 <= low <= high")
-    need(0 <= s.distractors[0] <= s.distractors[1], "distractors", "0 <= low <= high")
-    need(2 <= s.face_size[0], "face_size", "a low end of at least 2 pixels")
-    for key in ("zero_face_fraction", "occlusion_prob", "blur_prob"):
-        need(0 <= getattr(s, key) <= 1, key, "a probability in [0, 1]")
-    need(1 <= cfg.jpeg_quality <= 100, "jpeg_quality", "1..100")
-    need(1 <= d.jpeg_quality[0] <= d.jpeg_quality[1] <= 100, "dark.jpeg_quality", "[low, high] in 1..100")
-    for key in ("exposure", "gamma", "shot_noise", "read_noise"):
-        need(getattr(d, key)[0] > 0, f"dark.{key}", "positive [low, high]")
-    need(0 <= d.colour_cast < 1, "dark.colour_cast", "a value in [0, 1)")
-    levels = list(cfg.difficulty.values())
-    for easier, harder in zip(levels, levels[1:]):   # listed easy -> hard: each must contain the previous
-        need(harder.min_height <= easier.min_height and harder.max_blur >= easier.max_blur
-             and harder.max_occlusion >= easier.max_occlusion, "difficulty",
-             "levels from easy to hard with relaxing limits (hard ⊇ medium ⊇ easy)")
+    def __post_init__(self):
+        levels = list(self.difficulty.values())
+        for easier, harder in zip(levels, levels[1:]):   # listed easy -> hard: each must contain the previous
+            if not (harder.min_height <= easier.min_height and harder.max_blur >= easier.max_blur
+                    and harder.max_occlusion >= easier.max_occlusion):
+                raise ParamError("difficulty: expected levels from easy to hard with relaxing limits "
+                                 "(hard ⊇ medium ⊇ easy)")
 
 
 def difficulty_masks(boxes_xywh: np.ndarray, attributes: np.ndarray,

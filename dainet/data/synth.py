@@ -47,13 +47,13 @@ _SKIN_DARK = np.array([86, 54, 38], np.float64)
 @dataclass(frozen=True)
 class SceneConfig:
     """What one scene may contain (params ``sample.*``)."""
-    image_side: tuple[int, int] = (256, 512)     # side range (each side), pixels
-    faces_per_image: tuple[int, int] = (1, 6)
-    face_size: tuple[float, float] = (8.0, 256.0)  # face height range, pixels, log-uniform
-    zero_face_fraction: float = 0.03
-    distractors: tuple[int, int] = (1, 5)
-    occlusion_prob: float = 0.25
-    blur_prob: float = 0.3
+    image_side: tuple[int, int]           # side range (each side), pixels
+    faces_per_image: tuple[int, int]
+    face_size: tuple[float, float]        # face height range, pixels, log-uniform
+    zero_face_fraction: float
+    distractors: tuple[int, int]
+    occlusion_prob: float
+    blur_prob: float
 
 
 @dataclass
@@ -409,12 +409,12 @@ def render_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
 class LowLightConfig:
     """A camera-like night rendering (params ``sample.dark.*``), deliberately not the
     training-time DarkISP of spec §8."""
-    exposure: tuple[float, float] = (0.03, 0.15)     # linear-light scale, log-uniform
-    gamma: tuple[float, float] = (1.8, 2.6)          # display gamma
-    shot_noise: tuple[float, float] = (0.002, 0.02)  # Poisson gain (signal units per photon), log-uniform
-    read_noise: tuple[float, float] = (0.0005, 0.004)  # Gaussian std, log-uniform
-    colour_cast: float = 0.15                        # max per-channel gain deviation
-    jpeg_quality: tuple[int, int] = (55, 85)
+    exposure: tuple[float, float]     # linear-light scale, log-uniform
+    gamma: tuple[float, float]        # display gamma
+    shot_noise: tuple[float, float]   # Poisson gain (signal units per photon), log-uniform
+    read_noise: tuple[float, float]   # Gaussian std, log-uniform
+    colour_cast: float                # max per-channel gain deviation
+    jpeg_quality: tuple[int, int]
 
 
 def _log_uniform(rng: np.random.Generator, lo_hi) -> float:

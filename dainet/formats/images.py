@@ -28,6 +28,9 @@ stays False, so Pillow refuses what OpenCV would fill with grey), a PNG whose pi
 data or final ``IEND`` chunk is cut off -- corrupt data the decoder rejects, and
 unsupported pixel modes. :func:`check_image` applies the same policy faster (JPEGs are
 decoded at 1/8 scale: every byte of the compressed data is still decoded).
+
+The other way, :func:`to_uint8` is the one conversion of float pictures in [0, 1] to
+uint8 (the training pictures, the decomposition preview, the visualize stage's).
 """
 from __future__ import annotations
 
@@ -46,6 +49,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _UNSUPPORTED_MODES = ("F",)   # float pixels: no agreed scale to 8 bits
 _PNG_TAIL = 1024              # IEND is searched in the last bytes (tolerates a little trailing junk)
+
+
+def to_uint8(image_float) -> np.ndarray:
+    """Values in [0, 1] (any shape) -> uint8, clipped, rounded half to even."""
+    return np.round(np.clip(image_float, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 class ImageReadError(UserError):

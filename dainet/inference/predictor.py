@@ -230,8 +230,7 @@ def check_skipped(stats: PredictStats, max_skipped: int) -> None:
 def detector_from_params(params: Section, weights: str | Path, cfg: MultiScaleConfig):
     """``(net, method, device, detect_fn)``: the checkpoint's network on the device that
     :func:`dainet.runtime.use_device` picks, detecting against the second-shot priors."""
-    priors = PriorSpec.from_params(params.section("priors"), ModelConfig.from_section(params.section("model")),
-                                   shot=2)
+    priors = PriorSpec.for_shot(params.section("priors"), params.section("model").load(ModelConfig), shot=2)
     device = use_device()
     net, method = load_detector(weights, params.section("model"))
     return net, method, device, make_detect_fn(net, priors, cfg)
@@ -246,7 +245,7 @@ def predict(params: Section, weights: str | Path, out_dir: str | Path, fmt: str,
     return the stage's metrics (:meth:`PredictStats.metrics` plus method, device)."""
     sec = params.section("predict")
     max_skipped = sec.int("max_skipped_images")
-    cfg = MultiScaleConfig.from_params(sec)
+    cfg = sec.load(MultiScaleConfig)
     if single_scale:
         cfg = dataclasses.replace(cfg, single_scale=True)
     images = list_images(list_path) if list_path else folder_images(images_dir)

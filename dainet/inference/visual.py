@@ -15,6 +15,8 @@ import math
 import cv2
 import numpy as np
 
+from dainet.formats.images import to_uint8
+
 GT_RGB, GT_NAME = (0, 230, 0), "green"
 PRED_RGB, PRED_NAME = (255, 40, 40), "red"
 LABEL_TEXT_RGB = (255, 255, 255)
@@ -155,11 +157,6 @@ def draw_detections(image_rgb: np.ndarray, dets_xyxy_score: np.ndarray, score_th
     return picture
 
 
-def to_uint8(image_float: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> uint8 (clipped, rounded)."""
-    return np.round(np.clip(image_float, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def reflectance_picture(R_chw: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
     """Reflectance ``[3, h, w]`` in [0, 1] -> uint8 RGB ``[H, W, 3]`` of the input's size.
 
@@ -252,7 +249,7 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
     vis = params.section("visualize")
     n_images, score_thresh = vis.int("n_images"), vis.float("score_thresh")
     layers = vis.list("feature_layers", str)
-    n_channels = vis.int("feature_channels", 16)
+    n_channels = vis.int("feature_channels")
     known = ("x_shallow",) + SOURCE_NAMES + ENHANCED_NAMES
     unknown = [name for name in layers if name not in known]
     if unknown:
@@ -260,7 +257,7 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
                          f"choose from {', '.join(known)}")
     if n_images < 1:
         raise ParamError(f"{vis.source}: visualize.n_images: expected >= 1, got {n_images}")
-    cfg = replace(MultiScaleConfig.from_params(params.section("predict")), single_scale=True)
+    cfg = replace(params.section("predict").load(MultiScaleConfig), single_scale=True)
     clean = read_list(clean_list)[:n_images]
     dark = read_list(dark_list)[:n_images]
 

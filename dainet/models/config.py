@@ -1,16 +1,16 @@
 """The network's architecture as data: the `model` section of params.yaml (spec §2, §3, §5, §6).
 
-:class:`ModelConfig` holds the paper's numbers (its defaults are the spec values, so
-``ModelConfig()`` is the published network) plus a channel multiplier ``width``.
-Every derived channel count goes through :meth:`ModelConfig.ch`, so a small width
-gives a small but structurally identical network (same layers, same strides, same
-prior count); ``width: 1.0`` is needed to load published weights.
+:class:`ModelConfig` holds the `model` section (``params.section("model").load(ModelConfig)``;
+``params/wider.yaml`` holds the paper's numbers, the published network) plus a channel
+multiplier ``width``. Every derived channel count goes through :meth:`ModelConfig.ch`,
+so a small width gives a small but structurally identical network (same layers, same
+strides, same prior count); ``width: 1.0`` is needed to load published weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from dainet.params import ParamError, Section
+from dainet.params import ParamError
 
 NORMS = ("none", "batch", "group")  # model.norm
 NORM_SCOPES = ("backbone", "all")   # model.norm_scope
@@ -30,84 +30,36 @@ class BackboneTaps:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    vgg_cfg: tuple = (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL_CEIL,
-                      512, 512, 512, POOL, 512, 512, 512, POOL)
-    fc_channels: int = 1024
-    fc_dilation: int = 3
-    extras_cfg: tuple = (256, 512, 128, 256)
-    l2norm_scales: tuple = (10.0, 8.0, 5.0)
-    l2norm_eps: float = 1e-10
-    fem_dilation: int = 3
-    num_classes: int = 2
-    ref_channels: int = 64
-    width: float = 1.0
-    decomp_channels: int = 64
-    decomp_kernel: int = 9
-    decomp_layers: int = 5
-    norm: str = "none"            # not in the paper: batch | group inside every backbone/extras/FPN/FEM conv
-    norm_group_size: int = 8      # GroupNorm: the most groups of at least this many channels
-    norm_scope: str = "all"       # backbone (vgg convs only) | all (also extras, FPN, FEM)
-    source: str = field(default="ModelConfig", compare=False)  # for error messages
+    """Params section `model`. Per-key ranges are checked by the schema (:mod:`dainet.schema`)
+    when loaded; ``__post_init__`` checks what needs several keys."""
+    vgg_cfg: tuple[int | str, ...]   # conv widths and POOL / POOL_CEIL
+    fc_channels: int
+    fc_dilation: int
+    extras_cfg: tuple[int, ...]
+    l2norm_scales: tuple[float, ...]
+    l2norm_eps: float
+    fem_dilation: int
+    num_classes: int
+    ref_channels: int
+    width: float
+    decomp_channels: int
+    decomp_kernel: int
+    decomp_layers: int
+    norm: str                     # none | batch | group inside every backbone/extras/FPN/FEM conv (not in the paper)
+    norm_group_size: int          # GroupNorm: the most groups of at least this many channels
+    norm_scope: str               # backbone (vgg convs only) | all (also extras, FPN, FEM)
 
     def __post_init__(self):
-        self._check()
-
-    # -- construction ------------------------------------------------------------
-    @classmethod
-    def from_section(cls, s: Section) -> "ModelConfig":
-        """Read the `model` section of params.yaml; bad values raise ParamError naming the key."""
-        vgg = s.list("vgg_cfg", of=None)
-        for item in vgg:
-            if not (item in (POOL, POOL_CEIL) or (isinstance(item, int) and not isinstance(item, bool)
-                                                 and item > 0)):
-                raise ParamError(f"{s.source}: {s.path}.vgg_cfg: items must be positive integers "
-                                 f"or '{POOL}' / '{POOL_CEIL}', got {item!r}")
-        return cls(
-            vgg_cfg=tuple(vgg),
-            fc_channels=s.int("fc_channels"),
-            fc_dilation=s.int("fc_dilation"),
-            extras_cfg=tuple(s.list("extras_cfg", int, 4)),
-            l2norm_scales=tuple(s.list("l2norm_scales", float, 3)),
-            l2norm_eps=s.float("l2norm_eps"),
-            fem_dilation=s.int("fem_dilation"),
-            num_classes=s.int("num_classes"),
-            ref_channels=s.int("ref_channels"),
-            width=s.float("width"),
-            decomp_channels=s.int("decomp_channels"),
-            decomp_kernel=s.int("decomp_kernel"),
-            decomp_layers=s.int("decomp_layers"),
-            norm=s.choice("norm", NORMS),
-            norm_group_size=s.int("norm_group_size"),
-            norm_scope=s.choice("norm_scope", NORM_SCOPES),
-            source=f"{s.source}: {s.path}",
-        )
-
-    def _fail(self, key: str, what: str):
-        raise ParamError(f"{self.source}.{key}: {what}")
-
-    def _check(self):
-        if not self.width > 0:
-            self._fail("width", f"must be > 0, got {self.width}")
         pools = [i for i, v in enumerate(self.vgg_cfg) if v in (POOL, POOL_CEIL)]
         if len(pools) != 5 or any(self.vgg_cfg[p - 1] in (POOL, POOL_CEIL) for p in pools[2:]):
-            self._fail("vgg_cfg", "needs exactly 5 pools, each of the last three right after a conv "
-                                  f"(the of1..of3 taps), got {list(self.vgg_cfg)}")
+            raise ParamError("vgg_cfg: needs exactly 5 pools, each of the last three right after a conv "
+                             f"(the of1..of3 taps), got {list(self.vgg_cfg)}")
         if isinstance(self.vgg_cfg[0], str):
-            self._fail("vgg_cfg", "must start with a conv")
-        for key in ("fc_channels", "fc_dilation", "fem_dilation", "num_classes", "ref_channels",
-                    "decomp_channels", "decomp_layers", "norm_group_size"):
-            if getattr(self, key) < 1:
-                self._fail(key, f"must be >= 1, got {getattr(self, key)}")
-        if self.norm_scope not in NORM_SCOPES:
-            self._fail("norm_scope", f"must be one of {'|'.join(NORM_SCOPES)}, got {self.norm_scope!r}")
-        if self.norm not in NORMS:
-            self._fail("norm", f"must be one of {'|'.join(NORMS)}, got {self.norm!r}")
-        if self.decomp_kernel < 1 or self.decomp_kernel % 2 == 0:
-            self._fail("decomp_kernel", f"must be odd, got {self.decomp_kernel}")
+            raise ParamError("vgg_cfg: must start with a conv")
         small = [c for c in self.source_channels if c < 3]
         if small:
-            self._fail("width", f"{self.width} leaves a FEM input with fewer than 3 channels "
-                                f"(sources {self.source_channels}); FEM splits C into C//3 + C//3 + rest")
+            raise ParamError(f"width: {self.width} leaves a FEM input with fewer than 3 channels "
+                             f"(sources {self.source_channels}); FEM splits C into C//3 + C//3 + rest")
 
     # -- derived channel counts --------------------------------------------------
     def ch(self, channels: int) -> int:

@@ -48,7 +48,7 @@ def global_pool(x: jt.Var) -> jt.Var:
 
 
 class DAINet(nn.Module):
-    def __init__(self, cfg: ModelConfig = ModelConfig(), reflectance: bool = True):
+    def __init__(self, cfg: ModelConfig, reflectance: bool = True):
         self.cfg = cfg
         self.reflectance = reflectance
         src = cfg.source_channels                      # of1..of6
@@ -201,5 +201,5 @@ def build_model(model_section, reflectance: bool = True) -> DAINet:
     ``model_section``: the params `model` :class:`dainet.params.Section` or a :class:`ModelConfig`.
     Weights are Jittor's defaults; call :func:`dainet.models.init.init_weights` next.
     """
-    cfg = model_section if isinstance(model_section, ModelConfig) else ModelConfig.from_section(model_section)
+    cfg = model_section if isinstance(model_section, ModelConfig) else model_section.load(ModelConfig)
     return DAINet(cfg, reflectance=reflectance)

@@ -32,7 +32,7 @@ class ReplicatePadConv2d(nn.Conv2d):
 class DecomNet(nn.Module):
     """concat(channel-max, RGB) -> conv0 (no activation) -> ``layers`` x (conv, ReLU) -> recon conv."""
 
-    def __init__(self, channels: int = 64, first_kernel: int = 9, layers: int = 5, kernel: int = 3):
+    def __init__(self, channels: int, first_kernel: int, layers: int, kernel: int = 3):
         self.net1_conv0 = ReplicatePadConv2d(4, channels, first_kernel)
         convs = []
         for _ in range(layers):
@@ -52,7 +52,7 @@ class RetinexDecomposer(nn.Module):
     ``execute(image [N, 3, H, W] in [0, 1])`` -> ``(R [N, 3, H, W], I [N, 1, H, W])``.
     """
 
-    def __init__(self, channels: int = 64, first_kernel: int = 9, layers: int = 5):
+    def __init__(self, channels: int, first_kernel: int, layers: int):
         self.DecomNet = DecomNet(channels, first_kernel, layers)
 
     def execute(self, image: jt.Var) -> tuple[jt.Var, jt.Var]:
@@ -65,5 +65,5 @@ def build_decomposer(model_section) -> RetinexDecomposer:
     It is not scaled by ``model.width``: it is a separate network whose published
     weights (``decomp.pth``, 64 channels) serve any detector width.
     """
-    cfg = model_section if isinstance(model_section, ModelConfig) else ModelConfig.from_section(model_section)
+    cfg = model_section if isinstance(model_section, ModelConfig) else model_section.load(ModelConfig)
     return RetinexDecomposer(cfg.decomp_channels, cfg.decomp_kernel, cfg.decomp_layers)

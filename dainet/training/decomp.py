@@ -22,31 +22,23 @@ from dainet.losses.retinex import decomposition_loss
 from dainet.models.decomp import build_decomposer
 from dainet.models.init import init_weights
 from dainet.params import Section
-from dainet.training.logging import to_uint8_image
+from dainet.training.logging import chw_picture
 from dainet.weights import load_into, read_pth
 
 
 @dataclass(frozen=True)
 class DecompTrainConfig:
-    """Params section `train_decomp`."""
-    seed: int = 0
-    iterations: int = 150
-    batch_size: int = 4
-    image_size: int = 96
-    lr: float = 1e-3
-    w_recon_mutual: float = 0.001
-    w_smooth: float = 0.1
-    w_equal_r: float = 0.01
-    smooth_edge: float = 10.0
-    log_every: int = 10
-
-    @classmethod
-    def from_params(cls, s: Section) -> "DecompTrainConfig":
-        return cls(seed=s.int("seed"), iterations=s.int("iterations"), batch_size=s.int("batch_size"),
-                   image_size=s.int("image_size"), lr=s.float("lr"),
-                   w_recon_mutual=s.float("w_recon_mutual"), w_smooth=s.float("w_smooth"),
-                   w_equal_r=s.float("w_equal_r"), smooth_edge=s.float("smooth_edge"),
-                   log_every=s.int("log_every"))
+    """Params section `train_decomp` (the keys the training loop reads)."""
+    seed: int
+    iterations: int
+    batch_size: int
+    image_size: int
+    lr: float
+    w_recon_mutual: float
+    w_smooth: float
+    w_equal_r: float
+    smooth_edge: float
+    log_every: int
 
 
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -110,7 +102,7 @@ def decomposition_preview(decomposer, images: list[np.ndarray], size: int) -> np
             small = cv2.resize(img, (max(2, round(w * s)) // 2 * 2, size), interpolation=cv2.INTER_AREA)
             x = jt.array(small.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
             R, I = decomposer(x)
-            rows.append(np.concatenate([small, to_uint8_image(R[0]), to_uint8_image(I[0])], axis=1))
+            rows.append(np.concatenate([small, chw_picture(R[0]), chw_picture(I[0])], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.concatenate(rows, axis=0)
@@ -134,7 +126,7 @@ def train_decomp(params: Section, train_list: str, val_list: str, src: str | Non
     ``train_decomp.n_preview`` images of ``val_list``."""
     sec = params.section("train_decomp")
     src = src if src is not None else sec.str("src")
-    cfg = DecompTrainConfig.from_params(sec)
+    cfg = sec.load(DecompTrainConfig)
     jt.set_global_seed(cfg.seed)
     net = build_decomposer(params.section("model"))
     if src:
@@ -143,7 +135,7 @@ def train_decomp(params: Section, train_list: str, val_list: str, src: str | Non
     else:
         init_weights(net, cfg.seed)
         paths = [e.image for e in read_list(train_list)]
-        rows = train_decomposer(net, paths, cfg, DarkISPConfig.from_params(params.section("darkisp")))
+        rows = train_decomposer(net, paths, cfg, params.section("darkisp").load(DarkISPConfig))
     net.eval()
     val = read_list(val_list)[: sec.int("n_preview")]
     preview = decomposition_preview(net, [read_image(e.image) for e in val], size=sec.int("preview_size"))

@@ -27,10 +27,8 @@ from dainet.boxes.priors import PriorSpec
 from dainet.data.darkisp import DarkISPConfig, darken_batch
 from dainet.errors import UserError
 from dainet.losses.multibox import MultiBoxLoss
-from dainet.params import Section
-from dainet.runtime import DEVICES
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
-from dainet.training.optim import OPTIMIZERS, load_optimizer_state, optimizer_state, set_lr
+from dainet.training.optim import load_optimizer_state, optimizer_state, set_lr
 from dainet.training.schedule import scheduled_lr, total_iterations
 from dainet.utils.fileio import remove_stale_temps
 from dainet.weights import WeightError
@@ -43,58 +41,41 @@ class TrainingDiverged(UserError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Params section `train` (plus the crop size from `augment`)."""
-    method: str = "dainet"
-    dsfd_input: str = "dark"
-    device: str = "auto"
-    seed: int = 0
-    batch_size: int = 4
-    num_workers: int = 0
-    optimizer: str = "sgd"
-    lr: float = 5e-4
-    lr_reference_batch: int = 4
-    ref_lr_mult: float = 0.1
-    train_l2norm: bool = False
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_steps: tuple = (20000, 25000, 30000)
-    lr_gamma: float = 0.1
-    warmup_iters: int = 0
-    lr_schedule: str = "step"
-    lr_final_fraction: float = 0.0
-    clean_warmup_iters: int = 0
-    max_iter: int = 150000
-    max_epochs: int = 100
-    clip_grad_norm: float = 35.0
-    match_iou: float = 0.35
-    neg_pos_ratio: int = 3
-    smooth_l1_beta: float = 1.0
-    checkpoint_every: int = 5000
-    log_every: int = 10
-    image_every: int = 100
-    image_size: int = 640
-    losses: LossWeights = field(default_factory=LossWeights)
+    """Params section `train`; ``image_size`` (the crop side, params `augment`) and ``losses``
+    (:class:`LossWeights`, also read from `train`) are given::
 
-    @classmethod
-    def from_params(cls, s: Section, augment: Section) -> "TrainConfig":
-        return cls(method=s.choice("method", ("dainet", "dsfd")),
-                   dsfd_input=s.choice("dsfd_input", ("dark", "clean")),
-                   device=s.choice("device", DEVICES),
-                   seed=s.int("seed"), batch_size=s.int("batch_size"), num_workers=s.int("num_workers"),
-                   optimizer=s.choice("optimizer", OPTIMIZERS), lr=s.float("lr"), lr_reference_batch=s.int("lr_reference_batch"),
-                   ref_lr_mult=s.float("ref_lr_mult"), train_l2norm=s.bool("train_l2norm"),
-                   momentum=s.float("momentum"),
-                   weight_decay=s.float("weight_decay"), lr_steps=tuple(s.list("lr_steps", int)),
-                   lr_gamma=s.float("lr_gamma"), warmup_iters=s.int("warmup_iters"),
-                   lr_schedule=s.choice("lr_schedule", ("step", "cosine")),
-                   lr_final_fraction=s.float("lr_final_fraction"),
-                   clean_warmup_iters=s.int("clean_warmup_iters"), max_iter=s.int("max_iter"),
-                   max_epochs=s.int("max_epochs"), clip_grad_norm=s.float("clip_grad_norm"),
-                   match_iou=s.float("match_iou"), neg_pos_ratio=s.int("neg_pos_ratio"),
-                   smooth_l1_beta=s.float("smooth_l1_beta"),
-                   checkpoint_every=s.int("checkpoint_every"), log_every=s.int("log_every"),
-                   image_every=s.int("image_every"), image_size=augment.int("image_size"),
-                   losses=LossWeights.from_params(s))
+        train.load(TrainConfig, image_size=augment.value("image_size", int), losses=train.load(LossWeights))
+    """
+    method: str
+    dsfd_input: str
+    device: str
+    seed: int
+    batch_size: int
+    num_workers: int
+    optimizer: str
+    lr: float
+    lr_reference_batch: int
+    ref_lr_mult: float
+    train_l2norm: bool
+    momentum: float
+    weight_decay: float
+    lr_steps: tuple[int, ...]
+    lr_gamma: float
+    warmup_iters: int
+    lr_schedule: str
+    lr_final_fraction: float
+    clean_warmup_iters: int
+    max_iter: int
+    max_epochs: int
+    clip_grad_norm: float
+    match_iou: float
+    neg_pos_ratio: int
+    smooth_l1_beta: float
+    checkpoint_every: int
+    log_every: int
+    image_every: int
+    image_size: int
+    losses: LossWeights
 
     @property
     def reflectance(self) -> bool:
@@ -111,7 +92,7 @@ class StepLosses:
 
     def __init__(self, net, decomposer, cfg: TrainConfig, darkisp: DarkISPConfig,
                  shots: tuple[PriorSpec, PriorSpec]):
-        """``shots``: the first- and second-shot priors (:meth:`PriorSpec.from_params`, shots 1 and 2)."""
+        """``shots``: the first- and second-shot priors (:func:`dainet.boxes.priors.both_shots`)."""
         self.net, self.decomposer, self.cfg, self.darkisp = net, decomposer, cfg, darkisp
         self.multibox = MultiBoxLoss(cfg.match_iou, cfg.neg_pos_ratio, shots[1].variances, cfg.smooth_l1_beta)
         hw = (cfg.image_size, cfg.image_size)

@@ -23,24 +23,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from dainet.formats.images import to_uint8
 from dainet.utils.fileio import append_text, write_text
 
 
-def to_uint8_image(x) -> np.ndarray:
-    """[3, H, W] or [1, H, W] float in [0, 1] (Var or array) -> uint8 [H, W, 3], clipped,
-    rounded half up: the training pictures (this log's, the decomposition preview).
-
-    :func:`dainet.inference.visual.to_uint8` rounds half to even instead; merging the
-    two would move a few pixels per million in the committed pictures."""
+def chw_picture(x) -> np.ndarray:
+    """[3, H, W] or [1, H, W] float in [0, 1] (Var or array) -> uint8 RGB [H, W, 3]
+    (:func:`dainet.formats.images.to_uint8`): the training pictures (this log's, the
+    decomposition preview)."""
     a = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
     if a.shape[0] == 1:
         a = np.repeat(a, 3, axis=0)
-    return (np.clip(a.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(a.transpose(1, 2, 0))
 
 
 def picture_row(pictures: dict, index: int = 0) -> np.ndarray:
     """The ``index``-th image of every named batch, side by side (e.g. clean | dark | R_dark | R_light)."""
-    return np.concatenate([to_uint8_image(v[index]) for v in pictures.values()], axis=1)
+    return np.concatenate([chw_picture(v[index]) for v in pictures.values()], axis=1)
 
 
 def read_history(path: str | Path, n_rows: int) -> list[dict]:

@@ -12,30 +12,21 @@ import jittor as jt
 from dainet.losses.enhance import enhancement_loss, reflectance_loss
 from dainet.losses.multibox import MultiBoxLoss
 from dainet.losses.mutual import mutual_loss
-from dainet.params import Section
 
 
 @dataclass(frozen=True)
 class LossWeights:
     """Weights and constants of the enhancement, reflectance and mutual terms (params `train`)."""
-    w_enh: float = 0.1
-    w_enh_equal_r: float = 0.01
-    w_enh_smooth: float = 0.5
-    w_enh_redecomp: float = 0.001
-    w_mutual: float = 0.1
-    kl_temperature: float = 4.0
-    ssim_window: int = 11
-    ssim_sigma: float = 1.5
-    ssim_crop_border: bool = True   # True: torchmetrics <= 1.4.1 (the reference's era); False: >= 1.4.2
-    smooth_edge: float = 10.0
-
-    @classmethod
-    def from_params(cls, s: Section) -> "LossWeights":
-        return cls(w_enh=s.float("w_enh"), w_enh_equal_r=s.float("w_enh_equal_r"),
-                   w_enh_smooth=s.float("w_enh_smooth"), w_enh_redecomp=s.float("w_enh_redecomp"),
-                   w_mutual=s.float("w_mutual"), kl_temperature=s.float("kl_temperature"),
-                   ssim_window=s.int("ssim_window"), ssim_sigma=s.float("ssim_sigma"),
-                   ssim_crop_border=s.bool("ssim_crop_border"), smooth_edge=s.float("smooth_edge"))
+    w_enh: float
+    w_enh_equal_r: float
+    w_enh_smooth: float
+    w_enh_redecomp: float
+    w_mutual: float
+    kl_temperature: float
+    ssim_window: int
+    ssim_sigma: float
+    ssim_crop_border: bool   # True: torchmetrics <= 1.4.1 (the reference's era); False: >= 1.4.2
+    smooth_edge: float
 
 
 def detection_terms(out: dict, targets: jt.Var, priors1: jt.Var, priors2: jt.Var,

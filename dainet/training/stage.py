@@ -33,6 +33,7 @@ from dainet.runtime import use_device
 from dainet.training.joint import (Checkpoints, LoopState, StepLosses, StopSignals, TrainConfig, file_digest,
                                    fingerprint, fit, path_params)
 from dainet.training.logging import TrainLogger
+from dainet.training.objective import LossWeights
 from dainet.training.optim import make_optimizer
 from dainet.training.schedule import scaled_lr, total_iterations
 from dainet.utils.fileio import atomic_path
@@ -109,13 +110,13 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     """Train (or resume) the run of these params and inputs; on a finished run (not
     stopped by a signal) rank 0 writes the best weights to ``out``."""
     sec, aug_sec = params.section("train"), params.section("augment")
-    cfg = TrainConfig.from_params(sec, aug_sec)
+    cfg = sec.load(TrainConfig, image_size=aug_sec.value("image_size", int), losses=sec.load(LossWeights))
     device = use_device(cfg.device)
     jt.set_global_seed(cfg.seed)
     world, is_main = jt.world_size, jt.rank == 0
 
     net, decomposer = build_networks(params, cfg, init, decomp)
-    augment = AugmentConfig.from_params(aug_sec)
+    augment = aug_sec.load(AugmentConfig)
     train_ds = WiderFaceDataset(train_list, augment, seed=cfg.seed, batch_size=cfg.batch_size,
                                 shuffle=True, num_workers=cfg.num_workers, drop_last=True)
     val_ds = ValDataset(val_list, cfg.image_size, augment.min_face, batch_size=cfg.batch_size)
@@ -128,8 +129,8 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     base_lr = scaled_lr(cfg.lr, cfg.batch_size, world, cfg.lr_reference_batch)
     opt = make_optimizer(net, cfg.optimizer, base_lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
                          cfg.train_l2norm)
-    step = StepLosses(net, decomposer, cfg, DarkISPConfig.from_params(params.section("darkisp")),
-                      both_shots(params.section("priors"), ModelConfig.from_section(params.section("model"))))
+    step = StepLosses(net, decomposer, cfg, params.section("darkisp").load(DarkISPConfig),
+                      both_shots(params.section("priors"), params.section("model").load(ModelConfig)))
     total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
     # the validation list picks the best model, part of the resumed state
     key = fingerprint(path_params(sec.to_dict(), total),

@@ -159,7 +159,7 @@ def convert_weights(params: Section, kind: str | None = None, src: str | None = 
     """
     from dainet.models.config import ModelConfig   # no Jittor
 
-    cfg = ModelConfig.from_section(params.section("model"))
+    cfg = params.section("model").load(ModelConfig)
     convert = params.section("convert")
     seed = convert.int("seed")
     backbone_init = convert.choice("backbone_init", INITS)
