@@ -108,23 +108,6 @@ def bench_validation(tmp: Path, n: int, size: int) -> None:
     print(f"  at the paper's 3,226 validation images of 640 px, held: ~{paper / 1e9:.1f} GB")
 
 
-def write_params(path: Path, overrides: dict) -> Path:
-    """params.yaml with dotted-key overrides (each key must exist there)."""
-    import yaml
-    from dainet.params import parse_yaml
-    tree = parse_yaml((ROOT / "params.yaml").read_text(), "params.yaml")
-    for dotted, value in overrides.items():
-        *parents, last = dotted.split(".")
-        node = tree
-        for key in parents:
-            node = node[key]
-        if last not in node:
-            raise KeyError(f"params.yaml has no key {dotted}")
-        node[last] = value
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
-
-
 def tiny_inputs(tmp: Path):
     """The generated sample, its lists and seeded initial weights of :data:`TINY` under ``tmp``."""
     import dainet  # noqa: F401
@@ -134,9 +117,9 @@ def tiny_inputs(tmp: Path):
     from dainet.models import build_model
     from dainet.models.decomp import build_decomposer
     from dainet.models.init import init_weights
-    from dainet.params import load_params
+    from dainet.params import load_params, write_overrides
     from dainet.weights.checkpoint import save_checkpoint
-    params = write_params(tmp / "params.yaml", TINY)
+    params = write_overrides(tmp / "params.yaml", TINY, ROOT / "params.yaml")
     p = load_params(params)
     write_sample(tmp / "sample", p.section("sample").load(SampleConfig, scene=p.section("sample").load(SceneConfig)))
     prepare_lists(tmp / "sample" / "widerface", tmp / "sample" / "darkface", tmp / "lists")
@@ -145,13 +128,15 @@ def tiny_inputs(tmp: Path):
 
 
 def bench_training(tmp: Path, iters: list[int], code_root: Path) -> None:
+    from dainet.params import write_overrides
     tiny_inputs(tmp)
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     figures = []
     for n in iters:
         out = tmp / f"run{n}"
-        params = write_params(tmp / f"p{n}.yaml", {**TINY, "train.max_iter": n, "train.log_every": 1,
-                                                   "train.checkpoint_every": 1, "train.image_every": 0})
+        params = write_overrides(tmp / f"p{n}.yaml", {**TINY, "train.max_iter": n, "train.log_every": 1,
+                                                      "train.checkpoint_every": 1, "train.image_every": 0},
+                                 ROOT / "params.yaml")
         argv = [sys.executable, str(code_root / "stages" / "train.py"),
                 "--train-list", str(tmp / "lists" / "train.txt"), "--val-list", str(tmp / "lists" / "val.txt"),
                 "--init", str(tmp / "init.ckpt"), "--decomp", str(tmp / "decomp.ckpt"),

@@ -354,3 +354,21 @@ def load_params(path: str | Path = "params.yaml") -> Section:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ParamError(f"{path}: {found[0]}{more}")
     return top
+
+
+def write_overrides(path: str | Path, overrides: dict | None = None,
+                    base: str | Path = "params.yaml") -> Path:
+    """Write ``base`` to ``path`` with dotted-key overrides, as ``dvc exp run -S train.lr=...``
+    does: ``{"train.lr": 1e-3}``. Every key must exist in ``base`` (a ParamError otherwise)."""
+    base, path = Path(base), Path(path)
+    tree = parse_yaml(base.read_text(), str(base))
+    for dotted, value in (overrides or {}).items():
+        *parents, last = dotted.split(".")
+        node = tree
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise ParamError(f"{base}: has no key {dotted}")
+        node[last] = value
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path

@@ -179,6 +179,7 @@ def decide(env: dict, cuda=cuda_usable, onednn=prepare_onednn, cpu=cpu_flags) ->
     Settings the user made explicitly (``nvcc_path``, ``use_mkl``, the numerics
     variables of :func:`pin_cpu_numerics`) are respected.
     """
+    before = set(env)
     if "nvcc_path" in env:
         has_cuda, cuda_reason = env["nvcc_path"] != "", "nvcc_path set by user"
     else:
@@ -191,9 +192,10 @@ def decide(env: dict, cuda=cuda_usable, onednn=prepare_onednn, cpu=cpu_flags) ->
         has_dnnl, dnnl_reason = onednn()
         if not has_dnnl:
             env["use_mkl"] = "0"
-            _INFO_SET_BY_US["use_mkl"] = True
     numerics = pin_cpu_numerics(env, cpu(), has_cuda)
     env.setdefault("log_silent", "1")  # Jittor's [i] lines drown progress bars
+    if env is os.environ:   # what doctor --install may undo before it detects again
+        _INFO_SET_BY_US.update(dict.fromkeys(set(env) - before, True))
     return RuntimeInfo(cuda=has_cuda, cuda_reason=cuda_reason, onednn=has_dnnl,
                        onednn_reason=dnnl_reason, jittor_home=str(jittor_home()),
                        onednn_dir=str(onednn_dir()), mpi=shutil.which("mpicc") is not None,
@@ -252,9 +254,9 @@ def main(argv=None) -> int:
         print("system packages:", install_system_packages())
         global _INFO
         _INFO = None  # re-detect: oneDNN may have just been installed
-        for var in ("use_mkl",):
-            if _INFO_SET_BY_US.get(var):
-                os.environ.pop(var, None)
+        for var in list(_INFO_SET_BY_US):   # what we set is not "set by user" the second time
+            os.environ.pop(var, None)
+        _INFO_SET_BY_US.clear()
     info = configure()
     for key, val in asdict(info).items():
         print(f"{key:14s} {val}")

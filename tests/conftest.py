@@ -1,12 +1,12 @@
 """Shared fixtures: tiny params profiles, a tiny generated data set, stage entry points."""
 from __future__ import annotations
 
-import copy
 import importlib.util
 from pathlib import Path
 
 import pytest
-import yaml
+
+from dainet.params import write_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,23 +26,9 @@ TINY = {
 }
 
 
-def set_dotted(tree: dict, dotted: str, value) -> None:
-    node = tree
-    *parents, last = dotted.split(".")
-    for key in parents:
-        node = node[key]
-    if last not in node:
-        raise KeyError(f"params.yaml has no key {dotted}")
-    node[last] = value
-
-
 def write_params(path: Path, overrides: dict | None = None, base: Path = ROOT / "params.yaml") -> Path:
     """params.yaml with dotted-key overrides (every key must exist in the base)."""
-    tree = copy.deepcopy(yaml.safe_load(base.read_text()))
-    for k, v in (overrides or {}).items():
-        set_dotted(tree, k, v)
-    path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    return path
+    return write_overrides(path, overrides, base)
 
 
 def stage_main(name: str):

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import TINY, write_params
 from dainet import schema
-from dainet.params import ParamError, Section, load_params, parse_yaml
+from dainet.params import ParamError, Section, load_params, parse_yaml, write_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = [ROOT / "params.yaml", ROOT / "params" / "wider.yaml"]
@@ -372,3 +372,16 @@ def test_profiles_differ_only_in_the_keys_the_readme_lists():
     assert set(listed) == set(differ), (sorted(set(listed) ^ set(differ)))
     for k, values in differ.items():
         assert listed[k] == values, f"README says {k}: {listed[k]}, the files hold {values}"
+
+
+def test_write_overrides_changes_only_the_named_keys_and_refuses_unknown_ones(tmp_path):
+    out = write_overrides(tmp_path / "p.yaml", {"train.lr": 5e-4, "model.width": 0.5})
+    base, got = (parse_yaml(p.read_text(), str(p)) for p in (ROOT / "params.yaml", out))
+    assert got["train"]["lr"] == 5e-4 and isinstance(got["train"]["lr"], float)
+    assert got["model"]["width"] == 0.5
+    base["train"]["lr"], base["model"]["width"] = 5e-4, 0.5
+    assert got == base
+    load_params(out)   # still a valid profile
+    for bad in ("train.lrr", "nosuch.lr", "train.lr.x"):
+        with pytest.raises(ParamError, match=f"has no key {bad}"):
+            write_overrides(tmp_path / "q.yaml", {bad: 1})

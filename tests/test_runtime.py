@@ -139,6 +139,20 @@ def test_doctor_reports_without_jittor(capsys):
         assert key in out
 
 
+def test_doctor_install_reports_its_own_settings_as_detected_not_as_set_by_user():
+    """``make setup`` runs ``doctor --install`` after the import configured Jittor: what
+    dainet set itself must be detected again, not shown as the user's choice."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("nvcc_path", "use_mkl", *runtime.NUMERICS_VARS)}
+    code = ("import dainet.runtime as r; r.install_system_packages = lambda: 'skipped in the test'; "
+            "from dainet.__main__ import main; main(['doctor', '--install', '--no-jittor'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert "system packages: skipped in the test" in out
+    assert "set by user" not in out
+
+
 def test_use_device_is_the_one_picker():
     """train, predict and visualize all pick the device here (no GPU on the test machine)."""
     import jittor as jt
