@@ -1,0 +1,24 @@
+"""The README's figures are those of the committed run (metrics/ as `dvc repro` wrote them)."""
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def metric(name: str) -> dict:
+    return json.loads((ROOT / "metrics" / f"{name}.json").read_text())
+
+
+def test_readme_figures_are_the_committed_metrics():
+    readme = (ROOT / "README.md").read_text()
+    wider, dark, train, decomp = (metric(n) for n in ("eval_wider", "eval_dark", "train", "decomp"))
+    aps = f"easy **{wider['easy']:.3f}**, medium **{wider['medium']:.3f}**, hard **{wider['hard']:.3f}**"
+    assert aps in readme, f"README figures table lacks {aps!r}"
+    assert f"| **{dark['ap']:.3f}** (target 0.30) |" in readme
+    assert (f"best validation loss {train['best_val_loss']:.2f} at iteration {train['best_iteration']}"
+            in readme)
+    assert f"loss {decomp['first_loss']:.3f} → {decomp['final_loss']:.3f}" in readme
+    # the committed run's row of the DAI-Net / DSFD table
+    row = (f"| DAI-Net (`dvc repro`, the committed run) | {wider['easy']:.3f} / {wider['medium']:.3f} / "
+           f"{wider['hard']:.3f} | **{dark['ap']:.3f}** |")
+    assert row in readme, f"README's DAI-Net / DSFD table lacks {row!r}"
