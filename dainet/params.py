@@ -361,7 +361,11 @@ def write_overrides(path: str | Path, overrides: dict | None = None,
     """Write ``base`` to ``path`` with dotted-key overrides, as ``dvc exp run -S train.lr=...``
     does: ``{"train.lr": 1e-3}``. Every key must exist in ``base`` (a ParamError otherwise)."""
     base, path = Path(base), Path(path)
-    tree = parse_yaml(base.read_text(), str(base))
+    try:
+        text = base.read_text()
+    except OSError as exc:
+        raise ParamError(f"{base}: cannot read params file ({exc.strerror})") from None
+    tree = parse_yaml(text, str(base))
     for dotted, value in (overrides or {}).items():
         *parents, last = dotted.split(".")
         node = tree

@@ -174,7 +174,8 @@ def pin_cpu_numerics(env: dict, flags: frozenset, cuda: bool = False) -> str:
 
 
 def decide(env: dict, cuda=cuda_usable, onednn=prepare_onednn, cpu=cpu_flags) -> RuntimeInfo:
-    """Fill ``env`` with Jittor's variables; pure apart from the injected probes.
+    """Fill ``env`` with Jittor's variables; pure apart from the injected probes (and, for
+    ``os.environ`` only, noting which variables it set, for ``doctor --install``).
 
     Settings the user made explicitly (``nvcc_path``, ``use_mkl``, the numerics
     variables of :func:`pin_cpu_numerics`) are respected.

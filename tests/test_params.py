@@ -385,3 +385,5 @@ def test_write_overrides_changes_only_the_named_keys_and_refuses_unknown_ones(tm
     for bad in ("train.lrr", "nosuch.lr", "train.lr.x"):
         with pytest.raises(ParamError, match=f"has no key {bad}"):
             write_overrides(tmp_path / "q.yaml", {bad: 1})
+    with pytest.raises(ParamError, match=r"nothing\.yaml: cannot read params file"):
+        write_overrides(tmp_path / "q.yaml", {}, tmp_path / "nothing.yaml")
