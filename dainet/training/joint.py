@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,11 +28,12 @@ from dainet.boxes.priors import PriorSpec
 from dainet.data.darkisp import DarkISPConfig, darken_batch
 from dainet.errors import UserError
 from dainet.losses.multibox import MultiBoxLoss
+from dainet.training.ema import WeightAverage
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.training.optim import load_optimizer_state, optimizer_state, set_lr
 from dainet.training.schedule import scheduled_lr, total_iterations
 from dainet.utils.fileio import remove_stale_temps
-from dainet.weights import WeightError
+from dainet.weights import WeightError, check_state_dict
 from dainet.weights.checkpoint import load_checkpoint, load_into, save_checkpoint
 
 
@@ -68,6 +70,7 @@ class TrainConfig:
     max_iter: int
     max_epochs: int
     clip_grad_norm: float
+    ema_decay: float
     match_iou: float
     neg_pos_ratio: int
     smooth_l1_beta: float
@@ -266,7 +269,7 @@ class Checkpoints:
         os.replace(path, aside)
         print(f"train: {path} {why}; set aside as {aside}")
 
-    def _read(self, path: Path, net, opt) -> LoopState:
+    def _read(self, path: Path, net, opt, average: WeightAverage | None = None) -> LoopState:
         """The state in ``path``, put into ``net`` and ``opt`` (``WeightError`` when unusable:
         nothing is changed then, every part being checked before anything is loaded)."""
         ck = load_checkpoint(path)
@@ -277,19 +280,29 @@ class Checkpoints:
             model, optim = ck["model"], ck["optimizer"]
         except (KeyError, TypeError) as exc:
             raise WeightError(f"{path}: incomplete resumable state ({exc})") from None
+        if average is not None:
+            saved = ck.get("average")
+            if not isinstance(saved, dict) or "arrays" not in saved:
+                raise WeightError(f"{path}: holds no weight average")
+            if saved["arrays"] is not None:   # checked before anything is loaded
+                check_state_dict({k: tuple(v.shape) for k, v in net.state_dict().items()}, saved["arrays"],
+                                 f"{path} (weight average)")
         load_into(net, model, str(path))   # checks every name and shape first
         load_optimizer_state(opt, optim, str(path))   # idem
+        if average is not None:
+            average.restore(ck["average"], str(path))
         state.stopped_by = None
         return state
 
-    def load(self, net, opt) -> LoopState | None:
-        """The saved state of this run (``last.ckpt``, else ``prev.ckpt``), or None: start over."""
+    def load(self, net, opt, average: WeightAverage | None = None) -> LoopState | None:
+        """The saved state of this run (``last.ckpt``, else ``prev.ckpt``), or None: start over;
+        ``average`` (:class:`~dainet.training.ema.WeightAverage`) is restored with it."""
         tried = []
         for path in (self.last, self.prev):
             if not path.exists():
                 continue
             try:
-                state = self._read(path, net, opt)
+                state = self._read(path, net, opt, average)
             except WeightError as exc:
                 self._set_aside(path, f"cannot be resumed ({str(exc).removeprefix(f'{path}: ')})")
                 tried.append(path.name)
@@ -305,11 +318,13 @@ class Checkpoints:
             print(f"train: {self.root} holds only runs of other params or weights; starting over in {self.folder}")
         return None
 
-    def save(self, net, opt, state: LoopState, periodic: bool, buffers: dict | None = None) -> None:
+    def save(self, net, opt, state: LoopState, periodic: bool, buffers: dict | None = None,
+             average: WeightAverage | None = None) -> None:
         """Write ``last.ckpt`` (the previous one becomes ``prev.ckpt``); refuses non-finite weights.
 
         ``buffers`` (:func:`buffer_state`) replaces what the model holds besides its trained
-        weights (BatchNorm statistics), when those were read earlier than the weights."""
+        weights (BatchNorm statistics), when those were read earlier than the weights;
+        ``average`` (:class:`~dainet.training.ema.WeightAverage`) is saved with the state."""
         arrays = {k: v.numpy() for k, v in net.state_dict().items()}
         if buffers is not None:
             arrays.update(buffers)
@@ -322,6 +337,8 @@ class Checkpoints:
         self.folder.mkdir(parents=True, exist_ok=True)
         payload = {"fingerprint": self.key, "model": arrays, "optimizer": optimizer_state(opt),
                    "loop": asdict(state)}
+        if average is not None:
+            payload["average"] = average.state()
         if self.last.exists():
             os.replace(self.last, self.prev)
         save_checkpoint(self.last, payload)
@@ -394,7 +411,8 @@ class StopSignals:
 def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[int, int], tuple],
         iters_per_epoch: int, val_batches: Callable[[], Iterable], checkpoints: Checkpoints,
         logger, base_lr: float, is_main: bool = True, on_best: Callable[[], None] | None = None,
-        stop_after: int | None = None, signals: StopSignals | None = None) -> LoopState:
+        stop_after: int | None = None, signals: StopSignals | None = None,
+        average: WeightAverage | None = None) -> LoopState:
     """The training loop.
 
     ``train_batches(epoch, b)`` -> (images float32 [N, 3, S, S], targets [N, G, 5]) of batch
@@ -403,9 +421,11 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
     ``val(iteration, loss)`` and ``progress``; ``on_best`` saves the best model.
     ``stop_after`` ends the loop early after that iteration (tests of resuming);
     ``signals`` (:class:`StopSignals`) ends it after the iteration a signal arrived in,
-    with ``state.stopped_by`` set.
+    with ``state.stopped_by`` set. ``average`` (:class:`~dainet.training.ema.WeightAverage`,
+    params ``train.ema_decay``) folds in the weights after every update; validation, the
+    best model (``on_best`` is called with it swapped in) and the checkpoints then use it.
     """
-    state = checkpoints.load(net, opt) or LoopState()
+    state = checkpoints.load(net, opt, average) or LoopState()
     total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
     if state.iteration > total:
         raise UserError(f"{checkpoints.last} is at iteration {state.iteration}, past this run's {total} "
@@ -435,9 +455,11 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
         # history (memory alignment), so a resumed run is bit-identical in the tested cases and
         # otherwise equal to float32 rounding.
         jt.sync(trained_weights(opt))
+        if average is not None:
+            average.fold(net, it)   # the weights after update `it` (a no-op before the first)
         if held is not None:
             if is_main:
-                checkpoints.save(net, opt, state, periodic=False, buffers=held)
+                checkpoints.save(net, opt, state, periodic=False, buffers=held, average=average)
             state.stopped_by = signals.signum
             break
         loss = total_loss(terms)
@@ -471,19 +493,23 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
         if is_main and cfg.image_every > 0 and state.iteration % cfg.image_every == 0:
             logger.images(state.iteration, pictures)
         epoch_end = state.iteration % iters_per_epoch == 0 or state.iteration == total
-        if epoch_end:
-            val = validation_loss(net, val_batches(), step, cfg.seed)
-            state.val_history.append((epoch, state.iteration, val))
-            if is_main:
-                logger.val(state.iteration, val)
-            if val < state.best_val:
-                state.best_val, state.best_iteration = val, state.iteration
-                if is_main and on_best is not None:
-                    on_best()
         periodic = state.iteration % cfg.checkpoint_every == 0
         saved = periodic or epoch_end or state.iteration == total
+        if average is not None and saved:   # the update of this iteration, before it is used
+            jt.sync(trained_weights(opt))
+            average.fold(net, state.iteration)
+        if epoch_end:
+            with average.swapped_in(net) if average is not None else nullcontext():
+                val = validation_loss(net, val_batches(), step, cfg.seed)
+                state.val_history.append((epoch, state.iteration, val))
+                if is_main:
+                    logger.val(state.iteration, val)
+                if val < state.best_val:
+                    state.best_val, state.best_iteration = val, state.iteration
+                    if is_main and on_best is not None:
+                        on_best()
         if is_main and saved:
-            checkpoints.save(net, opt, state, periodic)
+            checkpoints.save(net, opt, state, periodic, average=average)
         if signals is not None and signals.signum is not None and state.iteration < total:
             if saved:   # this iteration's checkpoint is the one to resume from
                 state.stopped_by = signals.signum

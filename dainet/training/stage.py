@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from dainet.params import Section
 from dainet.runtime import use_device
 from dainet.training.joint import (Checkpoints, LoopState, StepLosses, StopSignals, TrainConfig, file_digest,
                                    fingerprint, fit, path_params)
+from dainet.training.ema import WeightAverage
 from dainet.training.logging import TrainLogger
 from dainet.training.objective import LossWeights
 from dainet.training.optim import make_optimizer
@@ -142,6 +144,8 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
         ckpts.prepare()
     logger = TrainLogger(Path(plots) / "live", Path(plots) / "loss.csv", ckpts.history, enabled=is_main)
 
+    average = WeightAverage(cfg.ema_decay) if cfg.ema_decay > 0 else None
+
     def save_best():
         save_checkpoint(ckpts.best, {"model": net.state_dict(), "method": cfg.method})
 
@@ -150,12 +154,13 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
         with StopSignals() as signals:
             state = fit(net, opt, step, cfg, EpochBatches(train_ds), iters_per_epoch, lambda: val_ds, ckpts,
                         logger, base_lr, is_main=is_main, on_best=save_best, stop_after=stop_after,
-                        signals=signals)
+                        signals=signals, average=average)
     finally:
         logger.close()
     if state.stopped_by is None and is_main:
         if not ckpts.best.exists():  # resumed after the best was chosen and the file went missing
-            save_best()
+            with average.swapped_in(net) if average is not None else nullcontext():
+                save_best()   # the final weights (or their average) stand in
         with atomic_path(out) as tmp:
             shutil.copyfile(ckpts.best, tmp)
     return TrainRun(cfg=cfg, state=state, device=device, world=world, is_main=is_main,
