@@ -230,6 +230,7 @@ INITS = ("xavier", "kaiming")                            # stages/convert_weight
 METHODS = ("dainet", "dsfd")                             # dainet.training.joint.TrainConfig
 DSFD_INPUTS = ("dark", "clean")
 DEVICES = ("auto", "cpu", "cuda")
+BN_STREAMS = ("separate", "shared")                      # dainet.models.dainet.DAINet._shallow_streams
 OPTIMIZERS = ("sgd", "adamw")                            # dainet.training.optim.OPTIMIZERS
 LR_SCHEDULES = ("step", "cosine")
 # stages/visualize.py FEATURE_LAYERS: x_shallow + dainet.models.dainet SOURCE_NAMES + ENHANCED_NAMES
@@ -305,7 +306,8 @@ SCHEMA = Section(
         lr_reference_batch=POS_INT, ref_lr_mult=NONNEG, train_l2norm=Bool(), momentum=Num(ge=0, lt=1),
         weight_decay=NONNEG, lr_steps=List(POS_INT), lr_gamma=POS, warmup_iters=COUNT,
         lr_schedule=Choice(*LR_SCHEDULES), lr_final_fraction=Prob(), clean_warmup_iters=COUNT,
-        max_iter=POS_INT, max_epochs=POS_INT, clip_grad_norm=POS, ema_decay=Num(ge=0, lt=1), match_iou=IOU, neg_pos_ratio=POS_INT,
+        max_iter=POS_INT, max_epochs=POS_INT, clip_grad_norm=POS, ema_decay=Num(ge=0, lt=1),
+        bn_streams=Choice(*BN_STREAMS), match_iou=IOU, neg_pos_ratio=POS_INT,
         smooth_l1_beta=POS, w_enh=NONNEG, w_enh_equal_r=NONNEG, w_enh_smooth=NONNEG,
         w_enh_redecomp=NONNEG, w_mutual=NONNEG, kl_temperature=POS, smooth_edge=NONNEG,
         ssim_window=Int(lo=1, odd=True), ssim_sigma=POS, ssim_crop_border=Bool(),

@@ -440,6 +440,35 @@ def test_norm_option_keeps_every_published_name_and_adds_norm_layers(norm):
     assert np.isfinite(out["loc2"].numpy()).all()
 
 
+def test_separate_streams_normalise_each_stream_alone_and_only_the_dark_one_updates_the_statistics():
+    net = init_weights(DAINet(paper_model(width=SMALL, norm="batch", norm_scope="backbone")), seed=0)
+    rng = np.random.default_rng(1)
+    dark = jt.array(rng.random((2, 3, 32, 32), dtype=np.float32) * 0.1)   # dark and light differ in mean
+    light = jt.array(rng.random((2, 3, 32, 32), dtype=np.float32))
+    I = jt.ones((2, 1, 32, 32))
+    stats = lambda: {k: v.numpy().copy() for k, v in net.state_dict().items() if "running" in k}  # noqa: E731
+    start = stats()
+    stem = [k for k in start if int(k.split(".")[1]) <= net._stages[0][1]]
+    assert stem and len(stem) < len(start)
+    alone = net.shallow(dark).numpy()                     # the dark stream alone, one stats update
+    after_dark = stats()
+    for k, v in start.items():
+        net.state_dict()[k].update(v)
+    out = net.forward_train(dark, light, I, I, separate_streams=True)
+    separate = stats()
+    assert all(np.array_equal(separate[k], after_dark[k]) for k in stem)   # light, light2, dark2: no update
+    net.eval()
+    for k, v in start.items():
+        net.state_dict()[k].update(v)
+    net.train()
+    shared = net.forward_train(dark, light, I, I, separate_streams=False)
+    assert not np.allclose(stats()[stem[0]], separate[stem[0]])    # mixed with the light images
+    # the detection input of the separate pass is the dark stream normalised alone
+    det = net.detect_train(jt.array(alone))
+    np.testing.assert_allclose(out["conf2"].numpy(), det["conf2"].numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(shared["conf2"].numpy(), det["conf2"].numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_norm_must_be_known():
     data = load_params(PARAMS).section("model").to_dict()
     with pytest.raises(ParamError, match=r"^p.yaml: model.norm: expected one of none\|batch\|group, got 'layer'$"):

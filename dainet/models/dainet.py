@@ -11,6 +11,8 @@ in level order, each level's cells row-major.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
+
 import jittor as jt
 from jittor import nn
 
@@ -96,6 +98,41 @@ class DAINet(nn.Module):
         """x_shallow = vgg[0..4](x): [N, 64w, H/2, W/2]."""
         return self._vgg(x, 0)
 
+    def _stem_batchnorms(self) -> list:
+        start, end = self._stages[0]
+        return [m for layer in self.vgg[start:end + 1] for m in layer.modules() if isinstance(m, nn.BatchNorm)]
+
+    @contextmanager
+    def _stem_statistics_kept(self):
+        """The stem's BatchNorm running statistics are not updated inside the block
+        (momentum 0: ``r + (mean - r) * 0`` is ``r`` exactly); batch statistics still normalise."""
+        bns = self._stem_batchnorms()
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = 0.0
+        try:
+            yield
+        finally:
+            for m, v in zip(bns, saved):
+                m.momentum = v
+
+    def _shallow_streams(self, images: tuple, separate: bool, track_first: bool = True) -> jt.Var:
+        """x_shallow of ``images`` (a tuple of [N, 3, H, W]), concatenated on the batch axis.
+
+        ``separate`` with BatchNorm in the stem (params ``train.bn_streams: separate``): each
+        stream passes alone, normalised by its own batch statistics, and only the first, when
+        ``track_first`` (the dark image: what the detector sees at test time), updates the
+        running statistics.
+        Otherwise one batched pass (without BatchNorm the two are the same function).
+        """
+        if not (separate and self._stem_batchnorms()):
+            return self.shallow(jt.concat(list(images), dim=0))
+        outs = []
+        for i, x in enumerate(images):
+            with nullcontext() if i == 0 and track_first else self._stem_statistics_kept():
+                outs.append(self.shallow(x))
+        return jt.concat(outs, dim=0)
+
     def pyramid(self, x_shallow: jt.Var) -> dict[str, jt.Var]:
         """All named maps from x_shallow: of1..of6 (raw) and ef1..ef6 (ef1..ef3 L2-normalised)."""
         maps = {}
@@ -159,8 +196,9 @@ class DAINet(nn.Module):
         return {"x_shallow": xs, **self.pyramid(xs)}
 
     def forward_train(self, dark: jt.Var, light: jt.Var = None, I_dark: jt.Var = None,
-                      I_light: jt.Var = None) -> dict[str, jt.Var]:
+                      I_light: jt.Var = None, separate_streams: bool = False) -> dict[str, jt.Var]:
         """Training forward (§5). DAI-Net: ``(dark, light, I_dark, I_light)``; DSFD: ``(image)``.
+        ``separate_streams``: see :meth:`_shallow_streams` (no effect without BatchNorm).
 
         ``dark`` / ``light`` [N, 3, H, W] (H, W even), ``I_*`` [N, 1, H, W] from the frozen
         decomposer. Returns the detections of the dark image (loc1, conf1, loc2, conf2) and,
@@ -177,15 +215,16 @@ class DAINet(nn.Module):
                             f"decoder returns 2*(H//2) x 2*(W//2)); got {h}x{w}: use an even "
                             f"augment.image_size")
 
-        # dark and light share every layer up to x_shallow: one batched pass, one batched ref
-        xs = self.shallow(jt.concat([dark, light], dim=0))
+        # dark and light share every layer up to x_shallow: one batched pass (unless BatchNorm
+        # statistics are kept per stream), one batched ref
+        xs = self._shallow_streams((dark, light), separate_streams)
         R = self.ref(xs)
         xs_dark, R_dark, R_light = xs[:n], R[:n], R[n:]
 
         # interchange: the swapped products are inputs, not a gradient path (spec §5.3)
         light2 = (I_light * R_dark).detach()
         dark2 = (I_dark * R_light).detach()
-        xs2 = self.shallow(jt.concat([light2, dark2], dim=0))
+        xs2 = self._shallow_streams((light2, dark2), separate_streams, track_first=False)
         R2 = self.ref(xs2)                                 # re-decomposition
 
         g, g2 = global_pool(xs), global_pool(xs2)

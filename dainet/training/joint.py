@@ -71,6 +71,7 @@ class TrainConfig:
     max_epochs: int
     clip_grad_norm: float
     ema_decay: float
+    bn_streams: str
     match_iou: float
     neg_pos_ratio: int
     smooth_l1_beta: float
@@ -134,7 +135,8 @@ class StepLosses:
                 "input": image}
         dark = self.darken(light, rng)
         R_dark_gt, I_dark, R_light_gt, I_light = self.decompose(dark, light)
-        out = self.net.forward_train(dark, light, I_dark, I_light)
+        out = self.net.forward_train(dark, light, I_dark, I_light,
+                                     separate_streams=self.cfg.bn_streams == "separate")
         terms = detection_terms(out, targets, self.priors1, self.priors2, self.multibox)
         terms.update(dainet_terms(out, dark, light, R_dark_gt, R_light_gt, I_dark, I_light,
                                   self.cfg.losses))
