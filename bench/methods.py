@@ -4,6 +4,7 @@ The step is the `train` stage's own (:class:`dainet.training.joint.StepLosses`) 
 profile's network, crop size and batch (``params.yaml`` by default), on random images:
 
 * ``dainet``: DarkISP, the frozen decomposition net on both images, the joint objective;
+* ``dainet-shared``: the same with ``train.bn_streams: shared`` (one batched stem pass);
 * ``dsfd-dark``: DSFD on DarkISP images (no reflectance decoder, no decomposition);
 * ``dsfd-clean``: DSFD on the clean images.
 
@@ -32,12 +33,17 @@ from dainet.training.joint import StepLosses, TrainConfig
 from dainet.training.objective import LossWeights, total_loss
 from dainet.training.optim import make_optimizer
 
-METHODS = {"dainet": ("dainet", "dark"), "dsfd-dark": ("dsfd", "dark"), "dsfd-clean": ("dsfd", "clean")}
+# name -> the params `train` keys it overrides
+METHODS = {"dainet": {"method": "dainet"},
+           "dainet-shared": {"method": "dainet", "bn_streams": "shared"},   # the stem's BN statistics batched
+           "dsfd-dark": {"method": "dsfd", "dsfd_input": "dark"},
+           "dsfd-clean": {"method": "dsfd", "dsfd_input": "clean"}}
 
 
-def make_step(params: Section, method: str, dsfd_input: str):
-    """A ``step(i)`` closure running one optimiser step of ``method`` on fixed random inputs."""
-    train = dict(params.section("train").to_dict(), method=method, dsfd_input=dsfd_input)
+def make_step(params: Section, overrides: dict):
+    """A ``step(i)`` closure running one optimiser step with the params `train` ``overrides``
+    (one of :data:`METHODS`) on fixed random inputs."""
+    train = dict(params.section("train").to_dict(), **overrides)
     sec = Section(train, "train", params.source)
     cfg = sec.load(TrainConfig, image_size=params.section("augment").value("image_size", int),
                    losses=sec.load(LossWeights))
@@ -75,7 +81,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     params = load_params(args.params)
-    steps = {name: make_step(params, *m) for name, m in METHODS.items()}
+    steps = {name: make_step(params, m) for name, m in METHODS.items()}
     for run, _ in steps.values():  # warm-up: Jittor compiles each graph's kernels once
         run(0), run(1)
     seconds = {name: 0.0 for name in steps}
@@ -89,7 +95,7 @@ def main() -> None:
     rate = {name: images[name] / seconds[name] for name in steps}
     print(f"training step, {args.params}: {args.rounds} rounds x {args.steps} steps per method, CPU")
     for name in steps:
-        print(f"  {name:10s} {rate[name]:6.2f} images/s   {rate[name] / rate['dainet']:.2f}x DAI-Net")
+        print(f"  {name:13s} {rate[name]:6.2f} images/s   {rate[name] / rate['dainet']:.2f}x DAI-Net")
 
 
 if __name__ == "__main__":
