@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, TINY, stage_main, write_params
-from helpers import run_dir, train_args
+from helpers import SELF_SIGNAL, run_dir, train_args
 
 slow = pytest.mark.slow
 
@@ -65,24 +65,6 @@ def test_decay_out_of_range_is_a_params_error(tmp_path):
             load_params(path)
 
 
-SELF_SIGNAL = """
-import importlib.util, os, signal, sys
-import dainet.training.joint as joint
-from dainet.cli import run
-real, calls = joint.total_loss, [0]
-def total_loss(terms):  # SIGTERM in the middle of iteration 2 (from 0)
-    if calls[0] == 2:
-        os.kill(os.getpid(), signal.SIGTERM)
-    calls[0] += 1
-    return real(terms)
-joint.total_loss = total_loss
-spec = importlib.util.spec_from_file_location("train", "stages/train.py")
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
-run(mod.main, sys.argv[1:])
-"""
-
-
 @slow
 def test_the_exported_model_is_the_average_and_a_resumed_run_keeps_it(tmp_path, tiny_data, weights):  # noqa: F811
     from dainet.weights.checkpoint import load_checkpoint
@@ -97,7 +79,8 @@ def test_the_exported_model_is_the_average_and_a_resumed_run_keeps_it(tmp_path, 
     assert any(not np.array_equal(exported[k], live[k]) for k in live)
     # stopped by a signal after iteration 3, then resumed: the same average, the same export
     args = train_args(tiny_data, weights, part, params)
-    proc = subprocess.run([sys.executable, "-c", SELF_SIGNAL, *args], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", SELF_SIGNAL, "2", str(int(signal.SIGTERM)), *args], cwd=ROOT,
+                          capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
     assert load_checkpoint(run_dir(part) / "last.ckpt")["average"]["updates"] == 3

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TINY, stage_main, write_params
-from helpers import read_rows, run_dir, train_args
+from helpers import SELF_SIGNAL, read_rows, run_dir, train_args
 
 slow = pytest.mark.slow
 
@@ -190,25 +190,6 @@ def assert_same_run(a: Path, b: Path) -> None:
     for tsv in ("loc2", "total", "val_loss"):
         p = Path("plots") / "live" / "plots" / "metrics" / "train" / f"{tsv}.tsv"
         assert (a / p).read_text() == (b / p).read_text(), tsv
-
-
-SELF_SIGNAL = """
-import importlib.util, os, sys
-import dainet.training.joint as joint
-from dainet.cli import run
-at, signum = int(sys.argv[1]), int(sys.argv[2])
-real, calls = joint.total_loss, [0]
-def total_loss(terms):  # the signal arrives in the middle of iteration `at` (from 0)
-    if calls[0] == at:
-        os.kill(os.getpid(), signum)
-    calls[0] += 1
-    return real(terms)
-joint.total_loss = total_loss
-spec = importlib.util.spec_from_file_location("train", "stages/train.py")
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
-run(mod.main, sys.argv[3:])
-"""
 
 
 @slow
