@@ -11,7 +11,7 @@ import time, so they must be in place first:
 * oneDNN: Jittor downloads ``dnnl_lnx_2.2.0_cpu_gomp`` from the internet at first
   import. We put Debian's ``libdnnl`` (package ``libdnnl-dev``) where Jittor keeps
   that copy, so no download happens; without it, ``use_mkl=0`` (slow single-threaded
-  convolutions) and one warning line.
+  convolutions) and one warning line when a stage picks the CPU (:func:`use_device`).
 * CPU numerics pinned to x86-64-v3 (AVX2 + FMA), see :func:`pin_cpu_numerics`: Jittor
   compiles its kernels with ``-march=native -Ofast`` and oneDNN picks its kernels by
   the CPU's instruction set, so float32 sums run in a CPU-dependent order and a seeded
@@ -215,10 +215,20 @@ def configure() -> RuntimeInfo:
             print("dainet.runtime: warning: jittor was imported before dainet; "
                   "CUDA/oneDNN settings may not apply", file=sys.stderr)
         _INFO = decide(os.environ)
-        if not _INFO.onednn and _INFO_SET_BY_US.get("use_mkl"):
-            print(f"dainet: warning: {_INFO.onednn_reason}; CPU convolutions will be slow",
-                  file=sys.stderr)
     return _INFO
+
+
+_WARNED: list = []
+
+
+def warn_if_slow() -> None:
+    """One stderr line, once per process, when oneDNN was not found (not when the user
+    set ``use_mkl=0``). Said where Jittor is about to work (:func:`use_device`), not at
+    import: ``python -m dainet doctor --install`` imports dainet before it installs oneDNN."""
+    info = configure()
+    if not info.onednn and _INFO_SET_BY_US.get("use_mkl") and not _WARNED:
+        _WARNED.append(True)
+        print(f"dainet: warning: {info.onednn_reason}; CPU convolutions will be slow", file=sys.stderr)
 
 
 DEVICES = ("auto", "cpu", "cuda")   # params train.device
@@ -241,6 +251,8 @@ def use_device(device: str = "auto") -> str:
         raise UserError("params train.device is 'cuda' but no usable GPU was found "
                         "(python -m dainet doctor)")
     jt.flags.use_cuda = int(device == "cuda" or (device == "auto" and bool(jt.has_cuda)))
+    if not jt.flags.use_cuda:
+        warn_if_slow()
     return "cuda" if jt.flags.use_cuda else "cpu"
 
 

@@ -1,6 +1,7 @@
 """Multi-scale test plan, flip-back, size filters, box voting, writers and image reading (spec §10)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import cv2
@@ -104,7 +105,7 @@ def test_config_from_params_and_validation():
     p = Section({"conf_thresh": 0.05, "nms_thresh": 0.3, "top_k": 5000, "keep_top_k": 750,
                  "vote_iou": 0.3, "max_shrink_cap": 3.0, "max_pixels_factor": 200, "min_side": 30,
                  "max_side": 100, "shrink_scales": [0.5, 0.75], "pyramid_scales": [0.25, 1.25, 1.75, 2.25],
-                 "single_scale": False, "enlarge_factor": 2.0, "enlarge_extra": 1.5}, "predict", "params.yaml")
+                 "single_scale": False, "enlarge_factor": 2.0, "enlarge_extra": 1.5, "base_scale": 1.0}, "predict", "params.yaml")
     assert p.load(MultiScaleConfig) == SPEC
     bad = Section({**p.to_dict(), "enlarge_factor": 1.0}, "predict", "params.yaml")
     with pytest.raises(ParamError, match=r"^params.yaml: predict.enlarge_factor: expected a number > 1, got 1.0$"):
@@ -395,3 +396,22 @@ def test_unreadable_images_raise_image_read_error(tmp_path):
             read_image(tmp_path / name)
         assert isinstance(info.value, UserError)
         assert info.value.path == str(tmp_path / name)
+
+
+def test_plan_around_a_base_scale():
+    """base_scale b: the reference's plan for the image resized by b, every shrink times b;
+    the sample profile's b = 0.5 with cap 1 tests at 0.5 (origin, flip), shrinks to 0.25 /
+    0.375 for big faces and enlarges to 1.0 / 0.75 for small ones."""
+    sample = paper_predict(max_shrink_cap=1.0, pyramid_scales=(0.25,), base_scale=0.5)
+    assert plan_passes(400, 500, sample) == [
+        ScalePass(0.5, keep=A), ScalePass(0.5, flip=True, keep=A), ScalePass(0.25, keep=L),
+        ScalePass(0.375, keep=L), ScalePass(1.0, keep=S), ScalePass(0.75, keep=S), ScalePass(0.125, keep=L)]
+    # b = 1 is the reference: the same plan as a cap of 1 always gave
+    ref = paper_predict(max_shrink_cap=1.0, pyramid_scales=(0.25,))
+    assert [p.shrink for p in plan_passes(400, 500, ref)] == [1.0, 1.0, 0.5, 0.75, 0.75, 0.25]
+    assert plan_passes(400, 500, dataclasses.replace(sample, single_scale=True)) == [ScalePass(0.5)]
+    # a huge image: the largest scale stays max_shrink (the reference's memory bound) whatever b is
+    ms = max_shrink(5000, 6000)
+    assert max(p.shrink for p in plan_passes(5000, 6000, sample)) == pytest.approx(ms)
+    with pytest.raises(ParamError, match=r"^base_scale: must be in \(0, 1\], got 0"):
+        paper_predict(base_scale=0.0)

@@ -165,3 +165,20 @@ def test_use_device_is_the_one_picker():
         runtime.use_device("cuda")
     with pytest.raises(ValueError, match="device must be one of"):
         runtime.use_device("tpu")
+
+
+def test_missing_onednn_is_said_once_where_a_stage_picks_the_cpu(monkeypatch, capsys):
+    """Not at ``import dainet``: ``make setup`` imports it before ``doctor --install`` has
+    installed oneDNN, and a fresh machine then warned about a library it was installing."""
+    import dataclasses
+    monkeypatch.setattr(runtime, "_INFO", dataclasses.replace(
+        runtime.configure(), onednn=False, onednn_reason="no oneDNN: install it"))
+    monkeypatch.setitem(runtime._INFO_SET_BY_US, "use_mkl", True)
+    monkeypatch.setattr(runtime, "_WARNED", [])
+    runtime.warn_if_slow()
+    runtime.warn_if_slow()
+    assert capsys.readouterr().err == "dainet: warning: no oneDNN: install it; CPU convolutions will be slow\n"
+    monkeypatch.setitem(runtime._INFO_SET_BY_US, "use_mkl", False)   # use_mkl=0 chosen by the user
+    monkeypatch.setattr(runtime, "_WARNED", [])
+    runtime.warn_if_slow()
+    assert capsys.readouterr().err == ""

@@ -46,9 +46,19 @@ Deviations, all documented:
 
 ``single_scale``: only the origin pass (shrink ``min(1, ms)``), no size filter and
 no voting -- the reference's ``USE_MULTI_SCALE = False`` path.
+
+``base_scale`` (not in the reference, which is ``base_scale: 1``): a network trained on
+images of another scale than the test images' is tested around its own scale. With
+``b = base_scale`` the plan above is made for the image resized by ``b`` (largest scale
+``ms / b``) and every shrink is multiplied by ``b``; the size filters stay in original
+pixels. The sample profile trains on 128-px crops of 256-512 px images and uses
+``b = 0.5``: origin and flip at 0.5, shrink-down at 0.25 and 0.375 (big faces),
+enlarge at 1.0 and 0.75 (small faces only), so the full-resolution pass no longer
+reports face parts of big faces as faces (README).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -92,12 +102,15 @@ class MultiScaleConfig:
     single_scale: bool
     enlarge_factor: float            # first enlarge scale cap and doubling factor
     enlarge_extra: float             # extra enlarge scale when max_shrink exceeds it
+    base_scale: float                # the origin pass's scale; every scale of the plan is relative to it
 
     def __post_init__(self):
         # the ranges are the schema's (predict.*); this one also guards a direct construction,
         # for which the doubling loop of plan_passes would never end
         if self.enlarge_factor <= 1:
             raise ParamError(f"enlarge_factor: must be > 1, got {self.enlarge_factor}")
+        if not 0 < self.base_scale <= 1:
+            raise ParamError(f"base_scale: must be in (0, 1], got {self.base_scale}")
 
 
 @dataclass(frozen=True)
@@ -110,8 +123,21 @@ class ScalePass:
 
 
 def plan_passes(h: int, w: int, cfg: MultiScaleConfig) -> list[ScalePass]:
-    """The passes of the multi-scale test for an ``h x w`` image, in reference order."""
-    ms = max_shrink(h, w, cfg.max_shrink_cap, cfg.max_pixels_factor)
+    """The passes of the multi-scale test for an ``h x w`` image, in reference order.
+
+    ``cfg.base_scale`` ``b`` (1 in the reference): the reference's plan for the image
+    resized by ``b`` (whose largest scale is ``max_shrink / b``), each pass's shrink
+    then multiplied by ``b``; the size filters stay in original-image pixels.
+    """
+    b = cfg.base_scale
+    plan = _reference_plan(max_shrink(h, w, cfg.max_shrink_cap, cfg.max_pixels_factor) / b, cfg)
+    if b == 1:
+        return plan
+    return [dataclasses.replace(p, shrink=p.shrink * b) for p in plan]
+
+
+def _reference_plan(ms: float, cfg: MultiScaleConfig) -> list[ScalePass]:
+    """Steps 1-5 of the module docstring for the largest scale ``ms``."""
     base = min(1.0, ms)
     if cfg.single_scale:
         return [ScalePass(base)]
