@@ -116,6 +116,38 @@ def test_logger_appends_and_a_resumed_log_equals_an_uninterrupted_one(tmp_path):
         "step", "val_loss", "3", "0.5", "5", "0.25"]
 
 
+
+def test_training_pictures_survive_a_rerun_that_resumes(tmp_path):
+    """DVC deletes the stage's outputs (DVCLive's folder) before it reruns `train`; a rerun
+    that resumes (an interrupted run, or a finished one after a dependency changed without
+    changing the training) must still end with every picture, as the curves do."""
+    import shutil
+    from dainet.training.logging import TrainLogger
+    pic = {"clean": np.full((2, 3, 4, 6), 0.25, np.float32), "dark": np.full((2, 1, 4, 6), 0.75, np.float32)}
+    rows = [{"iteration": i, "epoch": 0, "loss": 1.0 / i, "lr": 0.1, "images_per_s": 2.0} for i in (1, 2)]
+    run = tmp_path / "data" / "train" / "run"
+    live = tmp_path / "plots" / "live"
+
+    def logger():
+        return TrainLogger(live, tmp_path / "plots" / "loss.csv", run / "history.jsonl", show_progress=False)
+    a = logger()
+    a.resume(0)
+    for r in rows:
+        a.row(r)
+        a.images(r["iteration"], pic)
+    a.close()
+    first = {p.name: p.read_bytes() for p in (live / "plots" / "images").glob("*.png")}
+    assert sorted(first) == ["train_0000001.png", "train_0000002.png"]
+    shutil.rmtree(tmp_path / "plots")           # what `dvc repro` does before the stage runs
+    b = logger()
+    assert b.resume(2) == 2
+    b.close()
+    assert {p.name: p.read_bytes() for p in (live / "plots" / "images").glob("*.png")} == first
+    c = logger()                                # a fresh run in the same folder: no stale pictures
+    c.resume(0)
+    c.close()
+    assert not list((live / "plots" / "images").glob("*.png")) and not list((run / "images").glob("*.png"))
+
 def small_net_and_opt(seed: int):
     import jittor as jt
     from dainet.training.optim import make_optimizer

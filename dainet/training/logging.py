@@ -11,7 +11,10 @@ forgotten. The checkpoint records only how many history rows it covers. On resum
 :meth:`TrainLogger.resume` keeps that many rows of the history (the rows logged after
 the checkpoint, before the interruption, are replayed by the training itself), rewrites
 the CSV and DVCLive's curves from them once, and appending goes on: the files end up
-the same as those of an uninterrupted run (bar the measured ``images_per_s``).
+the same as those of an uninterrupted run (bar the measured ``images_per_s``). The
+pictures are kept the same way: each is also written to ``images/`` of the run folder
+(DVC deletes the stage's outputs before it runs, so DVCLive's copies do not survive a
+rerun) and :meth:`TrainLogger.resume` logs them to DVCLive again.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dainet.formats.images import to_uint8
-from dainet.utils.fileio import append_text, write_text
+from dainet.utils.fileio import append_text, write_image, write_text
 
 
 def chw_picture(x) -> np.ndarray:
@@ -79,6 +82,7 @@ class TrainLogger:
                  enabled: bool = True, show_progress: bool = True, prefix: str = "train"):
         self.enabled, self.show_progress, self.prefix = enabled, show_progress, prefix
         self.csv_path, self.history_path = Path(csv_path), Path(history_path)
+        self.images_dir = self.history_path.parent / "images"   # the run's copies of the pictures
         self.cols: list[str] | None = None   # the CSV header, from the first row
         self.live = None
         if enabled:
@@ -107,6 +111,12 @@ class TrainLogger:
             self._live_row(row)
         for _, iteration, loss in val_history:
             self.val(iteration, loss)
+        if rows and self.images_dir.is_dir():   # a fresh run (no rows) starts without pictures
+            for png in sorted(self.images_dir.glob(f"{self.prefix}_*.png")):
+                self.live.log_image(png.name, png)
+        elif self.images_dir.is_dir():
+            for png in self.images_dir.glob("*.png"):
+                png.unlink()
         return len(rows)
 
     def row(self, row: dict) -> None:
@@ -132,7 +142,9 @@ class TrainLogger:
 
     def images(self, iteration: int, pictures: dict) -> None:
         if self.enabled and pictures:
-            self.live.log_image(f"{self.prefix}_{iteration:07d}.png", picture_row(pictures))
+            name, row = f"{self.prefix}_{iteration:07d}.png", picture_row(pictures)
+            write_image(self.images_dir / name, row)
+            self.live.log_image(name, row)
 
     def close(self) -> None:
         if self.live is not None:
