@@ -3,8 +3,8 @@
     python stages/visualize.py --weights data/weights/model.ckpt --clean-list data/lists/val.txt \
         --dark-list data/lists/dark.txt --out plots/visualize [--params params.yaml]
 
-For the first ``visualize.n_images`` images of each list (single-scale detection,
-boxes scoring >= ``visualize.score_thresh``, thresholds of params ``predict``):
+For the first ``visualize.n_images`` images of each list (the predict stage's test, params
+``predict``: multi-scale unless ``predict.single_scale``; boxes scoring >= ``visualize.score_thresh``):
 
 * ``<out>/detections_clean_<i>.png``, ``<out>/detections_dark_<i>.png`` (i from 0): the
   list's ground-truth faces framed in green, the predictions in red with their scores,

@@ -235,7 +235,6 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
     Unlike the rest of this module it runs the network: Jittor is imported here, so
     call it only after the params have been read.
     """
-    from dataclasses import replace
     from pathlib import Path
 
     from dainet.formats.images import read_image
@@ -257,7 +256,9 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
                          f"choose from {', '.join(known)}")
     if n_images < 1:
         raise ParamError(f"{vis.source}: visualize.n_images: expected >= 1, got {n_images}")
-    cfg = replace(params.section("predict").load(MultiScaleConfig), single_scale=True)
+    # the predict stage's own test (multi-scale unless predict.single_scale): the pictures
+    # show the boxes that were evaluated
+    cfg = params.section("predict").load(MultiScaleConfig)
     clean = read_list(clean_list)[:n_images]
     dark = read_list(dark_list)[:n_images]
 
