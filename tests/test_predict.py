@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
@@ -223,7 +224,9 @@ def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set
     assert m["seconds_per_image"] > 0
 
     # the file holds exactly the detector's boxes, as x y w h (+1 convention) and score
-    cfg = paper_predict(single_scale=True)
+    # (the one pass at the profile's predict.base_scale)
+    base_scale = yaml.safe_load(params.read_text())["predict"]["base_scale"]
+    cfg = paper_predict(single_scale=True, base_scale=base_scale)
     direct = multi_scale_detect(read_image(images[2]), make_detect_fn(tiny_net, prior_spec(), cfg), cfg)
     got = preds["1--Handshaking", "1_Handshaking_a"]
     assert len(got) == len(direct) > 0
