@@ -317,7 +317,7 @@ SCHEMA = Section(
         conf_thresh=Prob(), nms_thresh=IOU, top_k=POS_INT, keep_top_k=POS_INT, vote_iou=IOU,
         max_shrink_cap=POS, max_pixels_factor=POS, min_side=POS, max_side=POS,
         shrink_scales=List(POS, 2), enlarge_factor=Num(gt=1), enlarge_extra=POS,
-        pyramid_scales=List(POS), base_scale=Num(gt=0, le=1), single_scale=Bool(), max_skipped_images=COUNT,
+        pyramid_scales=List(POS), base_scale=POS, single_scale=Bool(), max_skipped_images=COUNT,
     ),
     evaluate=Section(
         iou_thresh=IOU, thresholds=POS_INT, darkface_xyxy_as_xywh=Bool(), max_missing_predictions=COUNT,

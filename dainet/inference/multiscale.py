@@ -109,8 +109,6 @@ class MultiScaleConfig:
         # for which the doubling loop of plan_passes would never end
         if self.enlarge_factor <= 1:
             raise ParamError(f"enlarge_factor: must be > 1, got {self.enlarge_factor}")
-        if not 0 < self.base_scale <= 1:
-            raise ParamError(f"base_scale: must be in (0, 1], got {self.base_scale}")
 
 
 @dataclass(frozen=True)
@@ -127,13 +125,12 @@ def plan_passes(h: int, w: int, cfg: MultiScaleConfig) -> list[ScalePass]:
 
     ``cfg.base_scale`` ``b`` (1 in the reference): the reference's plan for the image
     resized by ``b`` (whose largest scale is ``max_shrink / b``), each pass's shrink
-    then multiplied by ``b``; the size filters stay in original-image pixels.
+    then multiplied by ``b``; the size filters stay in original-image pixels. Every
+    shrink stays <= ``max_shrink`` (the reference's memory bound) for any ``b > 0``.
     """
     b = cfg.base_scale
     plan = _reference_plan(max_shrink(h, w, cfg.max_shrink_cap, cfg.max_pixels_factor) / b, cfg)
-    if b == 1:
-        return plan
-    return [dataclasses.replace(p, shrink=p.shrink * b) for p in plan]
+    return [dataclasses.replace(p, shrink=p.shrink * b) for p in plan]   # exact for b = 1
 
 
 def _reference_plan(ms: float, cfg: MultiScaleConfig) -> list[ScalePass]:
