@@ -116,7 +116,6 @@ def test_logger_appends_and_a_resumed_log_equals_an_uninterrupted_one(tmp_path):
         "step", "val_loss", "3", "0.5", "5", "0.25"]
 
 
-
 def test_training_pictures_survive_a_rerun_that_resumes(tmp_path):
     """DVC deletes the stage's outputs (DVCLive's folder) before it reruns `train`; a rerun
     that resumes (an interrupted run, or a finished one after a dependency changed without
@@ -147,6 +146,7 @@ def test_training_pictures_survive_a_rerun_that_resumes(tmp_path):
     c.resume(0)
     c.close()
     assert not list((live / "plots" / "images").glob("*.png")) and not list((run / "images").glob("*.png"))
+
 
 def small_net_and_opt(seed: int):
     import jittor as jt

@@ -111,11 +111,10 @@ class TrainLogger:
             self._live_row(row)
         for _, iteration, loss in val_history:
             self.val(iteration, loss)
-        if rows and self.images_dir.is_dir():   # a fresh run (no rows) starts without pictures
-            for png in sorted(self.images_dir.glob(f"{self.prefix}_*.png")):
+        for png in sorted(self.images_dir.glob("*.png")):   # a fresh run (no rows) starts without
+            if rows:
                 self.live.log_image(png.name, png)
-        elif self.images_dir.is_dir():
-            for png in self.images_dir.glob("*.png"):
+            else:
                 png.unlink()
         return len(rows)
 
