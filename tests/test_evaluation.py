@@ -1,9 +1,6 @@
 """WIDER FACE / DARK FACE evaluation (spec §12): official figures, hand cases, a loop reference."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,10 +11,8 @@ from dainet.evaluation import (ScoreNormalisationWarning, WiderGroundTruth, eval
                                read_darkface_labels, read_darkface_predictions,
                                read_wider_predictions, voc_ap, write_curve_csv)
 from dainet.formats.predictions import read_wider_prediction_file
-from helpers import TINY_EVENTS, TINY_KEEPS, write_wider_gt
+from helpers import REAL_GT, TINY_EVENTS, TINY_KEEPS, write_wider_gt
 
-REAL_GT = Path(os.environ.get("DAINET_WIDER_VAL_GT",
-                            Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"))
 needs_real_gt = pytest.mark.skipif(not (REAL_GT / "wider_face_val.mat").is_file(),
                                    reason=f"official WIDER FACE val ground truth not at {REAL_GT}")
 

@@ -2,12 +2,12 @@
 skipped images, and the round trip through stages/evaluate.py."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
@@ -17,10 +17,12 @@ from dainet.errors import UserError
 from dainet.evaluation import read_darkface_predictions, read_wider_predictions
 from dainet.formats.images import read_image
 from dainet.inference import multi_scale_detect
+from dainet.inference.multiscale import MultiScaleConfig
 from dainet.inference.predictor import (check_unique_outputs, folder_images, load_detector,
                                         make_detect_fn, predict_images,
                                         prediction_key)
 from dainet.models import build_model, init_weights
+from dainet.params import load_params
 from dainet.weights import WeightError, save_checkpoint
 
 from conftest import stage_main
@@ -224,9 +226,8 @@ def test_predict_stage_wider_from_list(tmp_path, checkpoint, tiny_net, wider_set
     assert m["seconds_per_image"] > 0
 
     # the file holds exactly the detector's boxes, as x y w h (+1 convention) and score
-    # (the one pass at the profile's predict.base_scale)
-    base_scale = yaml.safe_load(params.read_text())["predict"]["base_scale"]
-    cfg = paper_predict(single_scale=True, base_scale=base_scale)
+    # (the stage's config: the one pass at the profile's predict.base_scale)
+    cfg = dataclasses.replace(load_params(params).section("predict").load(MultiScaleConfig), single_scale=True)
     direct = multi_scale_detect(read_image(images[2]), make_detect_fn(tiny_net, prior_spec(), cfg), cfg)
     got = preds["1--Handshaking", "1_Handshaking_a"]
     assert len(got) == len(direct) > 0

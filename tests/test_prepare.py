@@ -11,9 +11,9 @@ from dainet.data import prepare
 from dainet.formats import darkface, wider_mat, wider_txt
 from dainet.formats.lists import read_list
 from dainet.errors import UserError
+from helpers import REAL_GT
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_GT = REPO.parent / "shared" / "data" / "widerface_val_gt"
 
 TRAIN_GT = """\
 0--Parade/a.jpg

@@ -11,9 +11,9 @@ from dainet.data import prepare, sample, synth
 from dainet.formats import darkface, wider_mat, wider_txt
 from dainet.formats.lists import read_list
 from dainet.params import ParamError, load_params
+from helpers import REAL_GT
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_GT = REPO.parent / "shared" / "data" / "widerface_val_gt"
 
 
 def sample_config(path: Path = REPO / "params.yaml") -> sample.SampleConfig:

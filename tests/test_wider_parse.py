@@ -8,8 +8,8 @@ import scipy.io
 from dainet.formats import wider_mat, wider_txt
 from dainet.formats.wider_txt import WiderRecord
 from dainet.errors import UserError
+from helpers import REAL_GT
 
-REAL_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "widerface_val_gt"
 needs_real_gt = pytest.mark.skipif(not (REAL_GT / "wider_face_val.mat").is_file(),
                                    reason="real WIDER val ground truth not available")
 
