@@ -5,9 +5,12 @@ Every entry point imports :mod:`dainet` (whose ``__init__`` calls :func:`configu
 before ``import jittor``. Jittor reads its settings from environment variables at
 import time, so they must be in place first:
 
-* ``nvcc_path=""`` unless a GPU *and* its driver runtime are usable. Jittor otherwise
-  finds ``nvcc`` on machines without a CUDA driver and crashes, or tries to download
-  its own CUDA.
+* The CUDA stack (:mod:`dainet.gpu_stack`): with a GPU, a system toolkit with cuDNN, else
+  Jittor's CUDA bundle, else Jittor's own convolutions, else the CPU with an error naming
+  what to install; CUDA 13 / cuDNN 9 load through a patched copy of Jittor. Without a GPU
+  ``nvcc_path=""``: Jittor otherwise finds ``nvcc`` on machines without a CUDA driver and
+  crashes, or tries to download its own CUDA. NCCL, cutt and cutlass, which Jittor
+  downloads at import, are used where present and switched off where not.
 * oneDNN: Jittor downloads ``dnnl_lnx_2.2.0_cpu_gomp`` from the internet at first
   import. We put Debian's ``libdnnl`` (package ``libdnnl-dev``) where Jittor keeps
   that copy, so no download happens; without it, ``use_mkl=0`` (slow single-threaded
@@ -18,18 +21,21 @@ import time, so they must be in place first:
   run gives other last digits on another CPU (measured: the decomposition net's first
   loss 0.34790210 with AVX-512 kernels, 0.34790246 pinned, on one Intel machine).
 
-``python -m dainet doctor`` prints what was detected (``--install`` also tries to
-install ``libdnnl-dev`` and ``openmpi`` with apt when running as root).
+``python -m dainet doctor`` prints what was detected and decided (``--install`` also tries to
+install ``libdnnl-dev`` and ``openmpi`` with apt when running as root, and Jittor's CUDA
+bundle on a GPU machine without a usable system toolkit).
 """
 from __future__ import annotations
 
-import ctypes
+import json
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
+
+from dainet import gpu_stack
 
 ONEDNN_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"  # the folder name Jittor 1.3.x looks for
 SYSTEM_DNNL_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so", "/usr/lib/aarch64-linux-gnu/libdnnl.so",
@@ -48,43 +54,35 @@ NUMERICS_VARS = ("cc_flags", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 class RuntimeInfo:
     cuda: bool
     cuda_reason: str
+    gpu_route: str        # system | bundle | jittor-conv | cpu | user (nvcc_path set by the user)
     onednn: bool
     onednn_reason: str
     jittor_home: str
     onednn_dir: str
     mpi: bool
     numerics: str
+    gpu_error: str = ""   # a GPU that cannot be used: what to install
+    gpu_notes: tuple = ()
+    jittor_overlay: str = ""   # the patched Jittor copy first on sys.path, if any
+    facts: dict = field(default_factory=dict)   # what gpu_stack.probe found (doctor)
 
 
-def jittor_home() -> Path:
-    """Where Jittor keeps ``.cache/jittor`` (``JITTOR_HOME`` or the user's home)."""
-    return Path(os.environ.get("JITTOR_HOME") or Path.home())
+def jittor_home(user_home: Path | None = None) -> Path:
+    """Where Jittor keeps ``.cache/jittor``, by Jittor's own rule: ``JITTOR_HOME``, else the
+    ``JITTOR_HOME`` recorded in ``~/.cache/jittor/config.json`` (Jittor records there the
+    last one any process ran with), else the user's home."""
+    if os.environ.get("JITTOR_HOME"):
+        return Path(os.environ["JITTOR_HOME"]).absolute()
+    user_home = user_home or Path.home()
+    try:
+        recorded = json.loads((user_home / ".cache" / "jittor" / "config.json").read_text()).get("JITTOR_HOME")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return Path(recorded) if recorded else user_home
 
 
 def onednn_dir(home: Path | None = None) -> Path:
     return (home or jittor_home()) / ".cache" / "jittor" / "mkl" / ONEDNN_DIRNAME
-
-
-def cuda_usable(loader=ctypes.CDLL, which=shutil.which) -> tuple[bool, str]:
-    """True when ``nvcc`` exists and the driver reports at least one device.
-
-    ``loader`` and ``which`` are injectable so tests can fake a machine.
-    """
-    if not which("nvcc") and not Path("/usr/local/cuda/bin/nvcc").exists():
-        return False, "no nvcc"
-    try:
-        lib = loader("libcuda.so.1")
-    except OSError:
-        return False, "nvcc found but no CUDA driver (libcuda.so.1)"
-    try:
-        if lib.cuInit(0) != 0:
-            return False, "CUDA driver present but cuInit failed"
-        count = ctypes.c_int(0)
-        if lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
-            return False, "CUDA driver present but no GPU"
-    except (AttributeError, OSError) as exc:  # a fake or broken driver
-        return False, f"CUDA driver unusable: {exc}"
-    return True, f"{count.value} GPU(s)"
 
 
 def find_system_dnnl() -> tuple[Path, Path] | None:
@@ -173,34 +171,65 @@ def pin_cpu_numerics(env: dict, flags: frozenset, cuda: bool = False) -> str:
     return f"x86-64-v3 (cc_flags {PINNED_CC_FLAGS!r}, oneDNN max ISA {PINNED_ONEDNN_ISA})"
 
 
-def decide(env: dict, cuda=cuda_usable, onednn=prepare_onednn, cpu=cpu_flags) -> RuntimeInfo:
-    """Fill ``env`` with Jittor's variables; pure apart from the injected probes (and, for
-    ``os.environ`` only, noting which variables it set, for ``doctor --install``).
+def probe_gpu() -> gpu_stack.CudaFacts:
+    return gpu_stack.probe(jittor_home())
+
+
+def decide(env: dict, gpu=probe_gpu, onednn=prepare_onednn, cpu=cpu_flags,
+           materialise=gpu_stack.materialise) -> RuntimeInfo:
+    """Fill ``env`` with Jittor's variables; pure apart from the injected probes and
+    ``materialise`` (which builds the CUDA view and the Jittor overlay in Jittor's cache),
+    and, for ``os.environ`` only, noting which variables it set, for ``doctor --install``.
 
     Settings the user made explicitly (``nvcc_path``, ``use_mkl``, the numerics
     variables of :func:`pin_cpu_numerics`) are respected.
     """
     before = set(env)
+    facts, overlay = None, []
     if "nvcc_path" in env:
-        has_cuda, cuda_reason = env["nvcc_path"] != "", "nvcc_path set by user"
+        stack = gpu_stack.GpuStack("user" if env["nvcc_path"] else "cpu", "nvcc_path set by user",
+                                   nvcc=env["nvcc_path"])
     else:
-        has_cuda, cuda_reason = cuda()
-        if not has_cuda:
-            env["nvcc_path"] = ""
+        facts = gpu()
+        stack = gpu_stack.decide(facts)
+        try:
+            overlay = materialise(stack, facts, env, jittor_home())
+        except (gpu_stack.OverlayError, OSError) as exc:
+            error = f"{stack.reason}, but its set-up failed: {exc}"
+            stack = gpu_stack.GpuStack("cpu", error, error=error)
+            overlay = materialise(stack, facts, env, jittor_home())
     if env.get("use_mkl") == "0":
         has_dnnl, dnnl_reason = False, "use_mkl=0 set by user"
     else:
         has_dnnl, dnnl_reason = onednn()
         if not has_dnnl:
             env["use_mkl"] = "0"
-    numerics = pin_cpu_numerics(env, cpu(), has_cuda)
+    numerics = pin_cpu_numerics(env, cpu(), stack.cuda)
     env.setdefault("log_silent", "1")  # Jittor's [i] lines drown progress bars
+    env.setdefault("FIX_TORCH_ERROR", "0")   # else Jittor imports PyTorch when it is installed
     if env is os.environ:   # what doctor --install may undo before it detects again
         _INFO_SET_BY_US.update(dict.fromkeys(set(env) - before, True))
-    return RuntimeInfo(cuda=has_cuda, cuda_reason=cuda_reason, onednn=has_dnnl,
+    return RuntimeInfo(cuda=stack.cuda, cuda_reason=stack.reason, gpu_route=stack.route, onednn=has_dnnl,
                        onednn_reason=dnnl_reason, jittor_home=str(jittor_home()),
                        onednn_dir=str(onednn_dir()), mpi=shutil.which("mpicc") is not None,
-                       numerics=numerics)
+                       numerics=numerics, gpu_error=stack.error, gpu_notes=stack.notes,
+                       jittor_overlay=overlay[0] if overlay else "",
+                       facts=describe(facts) if facts is not None else {})
+
+
+def describe(facts: gpu_stack.CudaFacts) -> dict:
+    """The probed facts as doctor prints them."""
+    def v(t):
+        return ".".join(map(str, t)) if t else "none"
+    out = {"gpus": facts.gpus, "driver_cuda": v(facts.driver)}
+    if facts.gpus:
+        out["system_nvcc"] = f"{facts.nvcc} (CUDA {v(facts.toolkit)})" if facts.nvcc else "none"
+        for name in (*gpu_stack.CUDA_LIBS, "cudnn", "nccl"):
+            lib = facts.libs.get(name)
+            out[name] = (f"{lib.lib}/{lib.soname}" + (f" ({v(lib.version)}, headers {lib.include})"
+                                                      if lib.version else "")) if lib else "none"
+        out["jittor_bundle"] = f"{facts.bundle_nvcc} (CUDA {v(facts.bundle)})" if facts.bundle_nvcc else "none"
+    return out
 
 
 _INFO: RuntimeInfo | None = None
@@ -215,6 +244,8 @@ def configure() -> RuntimeInfo:
             print("dainet.runtime: warning: jittor was imported before dainet; "
                   "CUDA/oneDNN settings may not apply", file=sys.stderr)
         _INFO = decide(os.environ)
+        if _INFO.jittor_overlay and _INFO.jittor_overlay not in sys.path:
+            sys.path.insert(0, _INFO.jittor_overlay)   # the patched Jittor copy (gpu_stack)
     return _INFO
 
 
@@ -222,13 +253,23 @@ _WARNED: list = []
 
 
 def warn_if_slow() -> None:
-    """One stderr line, once per process, when oneDNN was not found (not when the user
-    set ``use_mkl=0``). Said where Jittor is about to work (:func:`use_device`), not at
-    import: ``python -m dainet doctor --install`` imports dainet before it installs oneDNN."""
+    """One stderr line each, once per process: oneDNN not found (not when the user set
+    ``use_mkl=0``); a GPU that cannot be used (what to install); Jittor's own convolutions
+    (no cuDNN, with their measured cost). Said where Jittor is about to work
+    (:func:`use_device`), not at import: ``python -m dainet doctor --install`` imports
+    dainet before it installs what is missing."""
     info = configure()
-    if not info.onednn and _INFO_SET_BY_US.get("use_mkl") and not _WARNED:
-        _WARNED.append(True)
-        print(f"dainet: warning: {info.onednn_reason}; CPU convolutions will be slow", file=sys.stderr)
+    lines = []
+    if not info.onednn and _INFO_SET_BY_US.get("use_mkl"):
+        lines.append(f"{info.onednn_reason}; CPU convolutions will be slow")
+    if info.gpu_error:
+        lines.append(f"{info.gpu_error}; using the CPU")
+    if info.gpu_route == "jittor-conv":
+        lines.append(info.cuda_reason)
+    for line in lines:
+        if line not in _WARNED:
+            _WARNED.append(line)
+            print(f"dainet: warning: {line}", file=sys.stderr)
 
 
 DEVICES = ("auto", "cpu", "cuda")   # params train.device
@@ -248,40 +289,59 @@ def use_device(device: str = "auto") -> str:
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     if device == "cuda" and not jt.has_cuda:
-        raise UserError("params train.device is 'cuda' but no usable GPU was found "
-                        "(python -m dainet doctor)")
+        info = configure()
+        raise UserError("params train.device is 'cuda' but no usable GPU was found: "
+                        f"{info.gpu_error or info.cuda_reason} (python -m dainet doctor)")
     jt.flags.use_cuda = int(device == "cuda" or (device == "auto" and bool(jt.has_cuda)))
-    if not jt.flags.use_cuda:
-        warn_if_slow()
+    warn_if_slow()
     return "cuda" if jt.flags.use_cuda else "cpu"
+
+
+def install_jittor_cuda(run=subprocess.run) -> str:
+    """Jittor's CUDA 12.2 + cuDNN 8 bundle (``python -m jittor_utils.install_cuda``; it needs
+    the network and a driver for CUDA >= 12.2 to be of use here)."""
+    env = {k: v for k, v in os.environ.items() if k != "nvcc_path"}   # "" would make it do nothing
+    r = run([sys.executable, "-m", "jittor_utils.install_cuda"], env=env, capture_output=True, text=True)
+    tail = (r.stdout + r.stderr).strip().splitlines()[-1:] or [""]
+    return ("installed" if r.returncode == 0 else "failed") + f" ({tail[0][-200:]})"
 
 
 def main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m dainet doctor", description=__doc__.split("\n")[0])
     ap.add_argument("--install", action="store_true",
-                    help="apt-get install libdnnl-dev and openmpi (root only), then prepare oneDNN")
+                    help="apt-get install libdnnl-dev and openmpi (root only), then prepare oneDNN; "
+                         "on a GPU machine without a usable system CUDA, install Jittor's CUDA bundle")
     ap.add_argument("--no-jittor", action="store_true", help="do not import Jittor (skip compile)")
     args = ap.parse_args(argv)
+    global _INFO
     if args.install:
         print("system packages:", install_system_packages())
-        global _INFO
-        _INFO = None  # re-detect: oneDNN may have just been installed
+        if configure().gpu_route not in ("system", "user", "cpu") or configure().gpu_error:
+            print("Jittor CUDA bundle:", install_jittor_cuda())
+        _INFO = None  # re-detect: oneDNN or CUDA may have just been installed
         for var in list(_INFO_SET_BY_US):   # what we set is not "set by user" the second time
             os.environ.pop(var, None)
         _INFO_SET_BY_US.clear()
     info = configure()
     for key, val in asdict(info).items():
-        print(f"{key:14s} {val}")
+        if key == "facts":
+            for fact, found in val.items():
+                print(f"  {fact:12s} {found}")
+        elif key == "gpu_notes":
+            for note in val:
+                print(f"{'note':14s} {note}")
+        else:
+            print(f"{key:14s} {val}")
     if not args.no_jittor:
         import jittor as jt
-        print(f"{'jittor':14s} {jt.__version__}")
+        print(f"{'jittor':14s} {jt.__version__} ({Path(jt.__file__).parent})")
         print(f"{'cache_path':14s} {jt.compiler.cache_path}")
         print(f"{'use_cuda':14s} {bool(jt.has_cuda)}")
+        print(f"{'cudnn_ops':14s} {jt.compile_extern.cudnn_ops is not None}")
         print(f"{'mkl_ops':14s} {jt.compile_extern.mkl_ops is not None}")
         print(f"{'mpi_ops':14s} {jt.compile_extern.mpi_ops is not None}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,84 +1,47 @@
 """The runtime module's decisions, with the machine faked (no Jittor import needed)."""
-import ctypes
 import os
-from pathlib import Path
 
 import pytest
 
+from dainet import gpu_stack as gs
 from dainet import runtime
 
 
-class FakeCudaLib:
-    def __init__(self, init_rc=0, count=1):
-        self.init_rc, self.count = init_rc, count
-
-    def cuInit(self, flags):
-        return self.init_rc
-
-    def cuDeviceGetCount(self, ptr):
-        ctypes.cast(ptr, ctypes.POINTER(ctypes.c_int)).contents.value = self.count
-        return 0
-
-
-def loader_for(lib):
-    def load(name):
-        if lib is None:
-            raise OSError(f"{name}: cannot open shared object file")
-        return lib
-    return load
-
-
-def test_no_nvcc_means_no_cuda():
-    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib()), which=lambda _: None)
-    # /usr/local/cuda/bin/nvcc may exist on the host; only assert when it does not
-    if not Path("/usr/local/cuda/bin/nvcc").exists():
-        assert not ok and why == "no nvcc"
-
-
-def test_nvcc_without_driver_is_not_cuda():
-    ok, why = runtime.cuda_usable(loader=loader_for(None), which=lambda _: "/usr/bin/nvcc")
-    assert not ok and "no CUDA driver" in why
-
-
-def test_driver_without_gpu_is_not_cuda():
-    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib(count=0)), which=lambda _: "/x/nvcc")
-    assert not ok and "no GPU" in why
-    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib(init_rc=100)), which=lambda _: "/x/nvcc")
-    assert not ok and "cuInit" in why
-
-
-def test_driver_with_gpu_is_cuda():
-    ok, why = runtime.cuda_usable(loader=loader_for(FakeCudaLib(count=2)), which=lambda _: "/x/nvcc")
-    assert ok and why.startswith("2 GPU")
+NO_GPU = gs.CudaFacts(gpus=0, driver_note="no CUDA driver (libcuda.so.1)")
 
 
 def test_decide_disables_nvcc_and_mkl_when_unusable():
     env = {}
-    info = runtime.decide(env, cuda=lambda: (False, "no driver"), onednn=lambda: (False, "none"))
+    info = runtime.decide(env, gpu=lambda: NO_GPU, onednn=lambda: (False, "none"))
     assert env["nvcc_path"] == "" and env["use_mkl"] == "0"
-    assert not info.cuda and not info.onednn
+    assert not info.cuda and not info.onednn and info.gpu_route == "cpu"
+    assert info.cuda_reason == "no CUDA driver (libcuda.so.1)" and info.facts == {"gpus": 0, "driver_cuda": "none"}
 
 
 def test_decide_keeps_cuda_and_mkl_when_usable():
     env = {}
-    info = runtime.decide(env, cuda=lambda: (True, "1 GPU(s)"), onednn=lambda: (True, "ready"))
-    assert "nvcc_path" not in env and "use_mkl" not in env
-    assert info.cuda and info.onednn
+    info = runtime.decide(env, gpu=lambda: gs.CudaFacts(
+        gpus=1, driver=(12, 4), nvcc="/usr/local/cuda/bin/nvcc", toolkit=(12, 4), toolkit_home="/usr/local/cuda",
+        libs={n: gs.Library(n, "/usr/local/cuda/include", "/usr/local/cuda/lib64", f"lib{n}.so",
+                            (8, 9, 7) if n == "cudnn" else ()) for n in (*gs.CUDA_LIBS, "cudnn")}),
+        onednn=lambda: (True, "ready"), materialise=lambda stack, f, e, h: e.update(nvcc_path=stack.nvcc) or [])
+    assert env["nvcc_path"] == "/usr/local/cuda/bin/nvcc" and "use_mkl" not in env
+    assert info.cuda and info.onednn and info.gpu_route == "system"
 
 
 def test_decide_respects_user_settings():
     def boom():
         raise AssertionError("probe must not run when the user decided")
     env = {"nvcc_path": "", "use_mkl": "0", "cc_flags": "-O1"}
-    info = runtime.decide(env, cuda=boom, onednn=boom, cpu=lambda: runtime.X86_64_V3_FLAGS)
-    assert env == {"nvcc_path": "", "use_mkl": "0", "cc_flags": "-O1", "log_silent": "1"}
+    info = runtime.decide(env, gpu=boom, onednn=boom, cpu=lambda: runtime.X86_64_V3_FLAGS)
+    assert env == {"nvcc_path": "", "use_mkl": "0", "cc_flags": "-O1", "log_silent": "1", "FIX_TORCH_ERROR": "0"}
     assert info.numerics == "set by user (cc_flags)"
     assert not info.cuda and not info.onednn
 
 
 def test_numerics_pinned_on_an_x86_64_v3_cpu_without_cuda():
     env = {}
-    info = runtime.decide(env, cuda=lambda: (False, "no nvcc"), onednn=lambda: (True, "ready"),
+    info = runtime.decide(env, gpu=lambda: NO_GPU, onednn=lambda: (True, "ready"),
                           cpu=lambda: runtime.X86_64_V3_FLAGS | {"avx512f"})
     assert env["cc_flags"] == "-march=x86-64-v3 -mtune=generic"
     assert env["DNNL_MAX_CPU_ISA"] == env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
@@ -182,3 +145,82 @@ def test_missing_onednn_is_said_once_where_a_stage_picks_the_cpu(monkeypatch, ca
     monkeypatch.setattr(runtime, "_WARNED", [])
     runtime.warn_if_slow()
     assert capsys.readouterr().err == ""
+
+
+def test_a_gpu_that_cannot_be_used_is_said_once_and_named_when_cuda_is_asked_for(monkeypatch, capsys):
+    import dataclasses
+    from dainet.errors import UserError
+    error = "1 GPU(s) found but no CUDA stack Jittor can use (no system nvcc): install a CUDA 12/13 toolkit"
+    monkeypatch.setattr(runtime, "_INFO", dataclasses.replace(runtime.configure(), gpu_error=error))
+    monkeypatch.setattr(runtime, "_WARNED", [])
+    runtime.warn_if_slow()
+    runtime.warn_if_slow()
+    assert capsys.readouterr().err == f"dainet: warning: {error}; using the CPU\n"
+    import jittor as jt
+    monkeypatch.setattr(jt, "has_cuda", False)    # as on the machine this error is for
+    with pytest.raises(UserError, match=r"^params train.device is 'cuda' but no usable GPU was found: "
+                                        r"1 GPU\(s\) found .* install a CUDA 12/13 toolkit \(python -m dainet doctor\)$"):
+        runtime.use_device("cuda")
+
+
+def test_jittors_own_convolutions_are_said_with_their_cost(monkeypatch, capsys):
+    import dataclasses
+    stack = gs.decide(gs.CudaFacts(gpus=1, driver=(13, 0), nvcc="/n", toolkit=(13, 0), toolkit_home="/t", libs={
+        n: gs.Library(n, "/t/include", "/t/lib64", f"lib{n}.so") for n in gs.CUDA_LIBS}))
+    assert stack.route == "jittor-conv"
+    monkeypatch.setattr(runtime, "_INFO", dataclasses.replace(runtime.configure(), gpu_route=stack.route,
+                                                              cuda_reason=stack.reason))
+    monkeypatch.setattr(runtime, "_WARNED", [])
+    runtime.warn_if_slow()
+    err = capsys.readouterr().err
+    assert err.startswith("dainet: warning: system CUDA 13.0 without cuDNN: Jittor's own convolutions are "
+                          "about 15x slower than cuDNN") and err.count("\n") == 1
+
+
+def test_doctor_shows_the_facts_and_the_decision(monkeypatch, capsys):
+    import dataclasses
+    from dainet.__main__ import main
+    facts = gs.CudaFacts(gpus=2, driver=(13, 0), nvcc="/usr/local/cuda/bin/nvcc", toolkit=(13, 0),
+                         toolkit_home="/usr/local/cuda",
+                         libs={n: gs.Library(n, "/p/include", "/p/lib", f"lib{n}.so.13", (9, 19, 1) if n == "cudnn" else ())
+                               for n in (*gs.CUDA_LIBS, "cudnn")})
+    stack = gs.decide(facts)
+    monkeypatch.setattr(runtime, "_INFO", dataclasses.replace(
+        runtime.configure(), cuda=True, gpu_route=stack.route, cuda_reason=stack.reason, gpu_notes=stack.notes,
+        facts=runtime.describe(facts), jittor_overlay="/h/.cache/jittor/dainet/jittor-overlay"))
+    assert main(["doctor", "--no-jittor"]) == 0
+    out = capsys.readouterr().out
+    assert "gpu_route      system\n" in out
+    assert "cuda_reason    system CUDA 13.0 + cuDNN 9.19.1 (Jittor patched copy for it); driver CUDA 13.0, 2 GPU(s)" in out
+    assert "  cudnn        /p/lib/libcudnn.so.13 (9.19.1, headers /p/include)\n" in out
+    assert "  jittor_bundle none\n" in out and "note           NCCL not found" in out
+    assert "jittor_overlay /h/.cache/jittor/dainet/jittor-overlay\n" in out
+
+
+def test_doctor_install_fetches_jittors_cuda_bundle_only_for_a_gpu_without_a_usable_system_stack(monkeypatch, capsys):
+    import dataclasses
+    from dainet.__main__ import main
+    calls = []
+    monkeypatch.setattr(runtime, "install_system_packages", lambda: "skipped in the test")
+    monkeypatch.setattr(runtime, "install_jittor_cuda", lambda: calls.append(1) or "installed (test)")
+    monkeypatch.setattr(runtime, "_INFO_SET_BY_US", {})
+    for route, error, wanted in (("jittor-conv", "", True), ("cpu", "1 GPU(s) found but ...", True),
+                                 ("system", "", False), ("cpu", "", False), ("user", "", False)):
+        calls.clear()
+        info = dataclasses.replace(runtime.configure(), gpu_route=route, gpu_error=error)
+        monkeypatch.setattr(runtime, "configure", lambda info=info: info)
+        assert main(["doctor", "--install", "--no-jittor"]) == 0
+        out = capsys.readouterr().out
+        assert bool(calls) == wanted and ("Jittor CUDA bundle: installed (test)" in out) == wanted, route
+
+
+def test_install_jittor_cuda_runs_jittors_installer_without_our_nvcc_path(monkeypatch):
+    seen = {}
+
+    def run(cmd, env, **kw):
+        seen.update(cmd=cmd, env=env)
+        return subprocess.CompletedProcess(cmd, 0, "nvcc is installed at /h/.cache/jittor/jtcuda/x/bin/nvcc\n", "")
+    import subprocess
+    monkeypatch.setenv("nvcc_path", "")
+    assert runtime.install_jittor_cuda(run=run) == "installed (nvcc is installed at /h/.cache/jittor/jtcuda/x/bin/nvcc)"
+    assert seen["cmd"][1:] == ["-m", "jittor_utils.install_cuda"] and "nvcc_path" not in seen["env"]
