@@ -301,7 +301,8 @@ SCHEMA = Section(
         n_preview=POS_INT, preview_size=POS_INT,
     ),
     train=Section(
-        method=Choice(*METHODS), dsfd_input=Choice(*DSFD_INPUTS), device=Choice(*DEVICES), seed=SEED,
+        method=Choice(*METHODS), dsfd_input=Choice(*DSFD_INPUTS), device=Choice(*DEVICES),
+        processes=POS_INT, mpi_hostfile=Str(empty=True), seed=SEED,
         batch_size=POS_INT, num_workers=COUNT, optimizer=Choice(*OPTIMIZERS), lr=POS,
         lr_reference_batch=POS_INT, ref_lr_mult=NONNEG, train_l2norm=Bool(), momentum=Num(ge=0, lt=1),
         weight_decay=NONNEG, lr_steps=List(POS_INT), lr_gamma=POS, warmup_iters=COUNT,

@@ -14,13 +14,16 @@ with ``last.ckpt`` (weights, momentum, counters) and ``prev.ckpt`` before it,
 :class:`dainet.training.joint.Checkpoints`). Re-running after an interruption continues
 the run of these params; a raised ``max_iter`` continues it too. SIGTERM or Ctrl-C
 finish the current iteration, save ``last.ckpt`` and exit with status 143 / 130.
-Multi-GPU: ``mpirun -np N python stages/train.py ...`` (Jittor MPI; rank 0 writes).
+Multi-GPU: ``train.processes`` N > 1 makes this script run itself under ``mpirun -np N``
+(``train.mpi_hostfile`` for several machines; :mod:`dainet.training.launch`), as a hand-made
+``mpirun -np N python stages/train.py ...`` does (Jittor MPI; rank 0 writes).
 
 Calls :func:`dainet.training.stage.train` (the loop itself: :func:`dainet.training.joint.fit`).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -38,6 +41,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
+    section = params.section("train")
+    processes = section.int("processes")
+    from dainet.training import launch
+    if processes > 1 and not launch.inside_mpi():
+        from dainet.runtime import configure
+        hostfile = section.str("mpi_hostfile")
+        launch.check_devices(processes, hostfile, section.str("device"), int(configure().facts.get("gpus", 0)))
+        cmd = launch.mpirun_command(processes, hostfile, list(sys.argv[1:] if argv is None else argv),
+                                    os.path.abspath(__file__), as_root=os.geteuid() == 0)
+        print(f"train: {processes} processes: {' '.join(cmd)}", flush=True)
+        return launch.run_under_mpi(cmd)
     # Jittor (and every module that imports it) only now: bad params fail before it compiles anything
     from dainet.training.stage import train
     from dainet.utils.fileio import write_json

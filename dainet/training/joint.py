@@ -183,7 +183,7 @@ def fingerprint(*parts) -> str:
 # pictures and checkpoints, where to run, how many loader processes (every sample is
 # seeded by (seed, epoch, index) whatever the worker), and when to stop.
 NOT_ON_PATH = ("device", "num_workers", "log_every", "image_every", "checkpoint_every",
-               "max_iter", "max_epochs")
+               "max_iter", "max_epochs", "processes", "mpi_hostfile")   # the rank count enters as `world`
 # Keys that only one lr schedule reads.
 SCHEDULE_ONLY = {"step": ("lr_steps", "lr_gamma"), "cosine": ("lr_final_fraction",)}
 

@@ -1,0 +1,62 @@
+"""Multi-process training from the params: with ``train.processes`` N > 1 the `train` stage
+runs itself under Jittor's MPI mode, ``mpirun -np N`` (``train.mpi_hostfile``: several
+machines), so ``dvc repro`` launches it; rank 0 writes, as under a hand-made mpirun.
+
+No Jittor here: the stage decides before anything compiles.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from dainet.errors import UserError
+
+# set by Open MPI's mpirun in every rank it starts (and by other MPIs' PMI)
+RANK_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
+
+
+def inside_mpi(env=os.environ) -> bool:
+    return any(v in env for v in RANK_VARS)
+
+
+def mpirun_command(processes: int, hostfile: str, argv: list[str], script: str, as_root: bool,
+                   which=shutil.which) -> list[str]:
+    """``mpirun -np N [--hostfile F] [--allow-run-as-root] python <script> <argv>``."""
+    mpirun = which("mpirun")
+    if mpirun is None:
+        raise UserError(f"params train.processes is {processes} but mpirun is not installed "
+                        "(Open MPI: `python -m dainet doctor --install` as root, or apt-get install openmpi-bin)")
+    cmd = [mpirun, "-np", str(processes)]
+    if hostfile:
+        if not os.path.isfile(hostfile):
+            raise UserError(f"params train.mpi_hostfile: {hostfile}: no such file")
+        cmd += ["--hostfile", hostfile]
+    if as_root:
+        cmd.append("--allow-run-as-root")
+    return cmd + [sys.executable, script, *argv]
+
+
+def check_devices(processes: int, hostfile: str, device: str, gpus: int) -> None:
+    """One machine's ranks each need a GPU of their own when training on CUDA."""
+    if processes > 1 and not hostfile and device != "cpu" and 0 < gpus < processes:
+        raise UserError(f"params train.processes is {processes} but this machine has {gpus} GPU(s) "
+                        "(train.mpi_hostfile spreads the ranks over several machines; train.device cpu runs "
+                        "CPU ranks)")
+
+
+def run_under_mpi(cmd: list[str]) -> int:
+    """Run ``cmd``, passing SIGTERM / SIGINT on to mpirun (which passes them to the ranks:
+    each saves its state as a single process does); the ranks' exit status."""
+    child = subprocess.Popen(cmd)
+
+    def forward(signum, _frame):
+        child.send_signal(signum)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
