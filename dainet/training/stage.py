@@ -11,6 +11,7 @@ This module imports Jittor: import it only after the params have been read.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -26,7 +27,7 @@ from dainet.data.augment import AugmentConfig
 from dainet.data.darkisp import DarkISPConfig
 from dainet.data.dataset import ValDataset, WiderFaceDataset
 from dainet.errors import UserError
-from dainet.models import build_model
+from dainet.models import build_model, init_weights
 from dainet.models.config import ModelConfig
 from dainet.models.decomp import build_decomposer
 from dainet.params import Section
@@ -105,6 +106,30 @@ def build_networks(params: Section, cfg: TrainConfig, init: str, decomp: str):
         for p in decomposer.parameters():
             p.stop_grad()
     return net, decomposer
+
+
+def seeded_step(params: Section, **train_overrides) -> tuple[jt.nn.Module, jt.optim.Optimizer, StepLosses]:
+    """``(net, optimiser, step)`` of the `train` stage for these params, on the seeded
+    initialisation of `convert_weights` (``convert.seed``, ``backbone_init``, ``neck_init``) and
+    a seeded decomposer, without files or data: for benchmarks and the device tests.
+    ``train_overrides`` replace `train` values (e.g. ``method="dsfd"``); one process."""
+    sec, aug_sec, convert = params.section("train"), params.section("augment"), params.section("convert")
+    cfg = sec.load(TrainConfig, image_size=aug_sec.value("image_size", int), losses=sec.load(LossWeights))
+    cfg = dataclasses.replace(cfg, **train_overrides)
+    seed = convert.int("seed")
+    net = init_weights(build_model(params.section("model"), reflectance=cfg.reflectance), seed,
+                       convert.str("backbone_init"), convert.str("neck_init"))
+    decomposer = None
+    if cfg.reflectance:
+        decomposer = init_weights(build_decomposer(params.section("model")), seed)
+        decomposer.eval()
+        for p in decomposer.parameters():
+            p.stop_grad()
+    opt = make_optimizer(net, cfg.optimizer, scaled_lr(cfg.lr, cfg.batch_size, 1, cfg.lr_reference_batch),
+                         cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay, cfg.train_l2norm)
+    step = StepLosses(net, decomposer, cfg, params.section("darkisp").load(DarkISPConfig),
+                      both_shots(params.section("priors"), params.section("model").load(ModelConfig)))
+    return net, opt, step
 
 
 def train(params: Section, train_list: str, val_list: str, init: str, decomp: str, checkpoints: str,
