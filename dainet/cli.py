@@ -1,20 +1,43 @@
 """Shared stage-script plumbing: turn :class:`UserError` into one line and exit 2."""
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from typing import Callable
 
 from dainet.errors import UserError
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
-    """Call ``main(argv)``; a UserError prints ``error: <message>`` and exits 2."""
+    """Call ``main(argv)``; a UserError prints ``error: <message>`` and exits 2.
+
+    Under mpirun a failing rank leaves at once (``os._exit``, no MPI_Finalize): Open MPI then
+    ends the whole job with its status. A plain exit would wait in MPI_Finalize for the other
+    ranks while they wait for this one in their next collective, for ever.
+    """
+    from dainet.training.launch import inside_mpi
+
+    leave = _leave_now if inside_mpi() else sys.exit
     try:
         rc = main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        leave(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        leave(130)
+    except Exception:
+        if leave is sys.exit:
+            raise
+        traceback.print_exc()
+        leave(1)
+    if rc and leave is not sys.exit:
+        leave(rc)
     sys.exit(rc or 0)
+
+
+def _leave_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

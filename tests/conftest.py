@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,17 @@ def stage_main(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.main
+
+
+@pytest.fixture(scope="session", autouse=True)
+def python_signal_handlers():
+    """Jittor, once loaded, ends the whole process (status 1, no report) on SIGINT and when a
+    child process dies by a signal other than SIGTERM: a subprocess killed on a test's timeout
+    would end the test session silently. The test process keeps Python's handlers."""
+    import dainet  # noqa: F401  (the runtime set-up before Jittor loads)
+    import jittor  # noqa: F401
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

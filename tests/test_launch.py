@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -59,6 +61,24 @@ def test_without_nccl_each_rank_of_a_gpu_machine_gets_its_own_gpu(tmp_path):
     assert env["CUDA_VISIBLE_DEVICES"] == "5"
 
 
+MPI_ENV = dict(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_rmaps_base_oversubscribe="1")
+
+
+def run_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (mpirun and its
+    ranks), not only ``cmd``, and fail the test."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"{cmd[0]} still running after {timeout} s:\n{out[-2000:]}{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
 @pytest.mark.slow
 @pytest.mark.mpi
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun not installed (make test installs openmpi-bin as root)")
@@ -67,14 +87,65 @@ def test_the_train_stage_runs_two_processes_from_the_params(tmp_path, tiny_data,
     rank 0 alone writes the model, the metrics and the curve."""
     params = write_params(tmp_path / "params.yaml", {"train.processes": 2, "train.max_iter": 2},
                           base=tiny_data["params"])
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_rmaps_base_oversubscribe="1")
-    r = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py"),
-                        *train_args(tiny_data, weights, tmp_path, params)], env=env, capture_output=True,
-                       text=True, timeout=900)
+    r = run_group([sys.executable, str(ROOT / "stages" / "train.py"),
+                   *train_args(tiny_data, weights, tmp_path, params)], timeout=900, env=dict(os.environ, **MPI_ENV))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.startswith("train: 2 processes: ") and " -np 2 " in r.stdout
     metrics = json.loads((tmp_path / "train.json").read_text())
     assert metrics["processes"] == 2 and metrics["iterations"] == 2
     assert (tmp_path / "model.ckpt").is_file()
     assert r.stdout.count("train: dainet 2 iterations") == 1          # rank 0 alone reports and writes
+
+
+def test_under_mpi_a_failing_stage_leaves_without_waiting_in_finalize(tmp_path):
+    """dainet.cli.run inside a rank: the error is printed and the process ends at once
+    (os._exit), so no MPI_Finalize waits for ranks that wait for this one."""
+    script = tmp_path / "stage.py"
+    script.write_text(textwrap.dedent("""
+        import atexit, sys
+        from dainet.cli import run
+        atexit.register(lambda: print("finalize-like exit handler ran"))
+        def main(argv):
+            raise RuntimeError("rank failed")
+        run(main)
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, OMPI_COMM_WORLD_SIZE="2"))
+    assert r.returncode == 1 and "RuntimeError: rank failed" in r.stderr
+    assert "exit handler ran" not in r.stdout
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                           env={k: v for k, v in os.environ.items() if k not in launch.RANK_VARS})
+    assert plain.returncode == 1 and "exit handler ran" in plain.stdout   # outside MPI: a normal exit
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun not installed (make test installs openmpi-bin as root)")
+def test_one_failing_rank_ends_the_job_instead_of_hanging_it(tmp_path):
+    """Rank 1 fails while rank 0 waits for it in a collective: mpirun ends both."""
+    script = tmp_path / "stage.py"
+    script.write_text(textwrap.dedent("""
+        import dainet
+        import jittor as jt
+        from dainet.cli import run
+        def main(argv):
+            if jt.rank == 1:
+                raise RuntimeError("rank 1 failed")
+            jt.array([0.0]).mpi_all_reduce().sync()   # waits for rank 1
+            return 0
+        run(main)
+    """))
+    r = run_group([shutil.which("mpirun"), "-np", "2", sys.executable, str(script)], timeout=600,
+                  env=dict(os.environ, **MPI_ENV))
+    assert r.returncode != 0 and "rank 1 failed" in r.stderr
+
+
+def test_a_child_killed_by_a_signal_does_not_end_the_test_session(tmp_path):
+    """conftest's handlers: with Jittor's own, pytest ended with status 1 and no report as
+    soon as a subprocess was killed (a timeout's SIGKILL)."""
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path)
+    (tmp_path / "test_kill.py").write_text(
+        "import subprocess\n\ndef test_kill():\n    p = subprocess.Popen(['sleep', '30'])\n"
+        "    p.kill()\n    assert p.wait() == -9\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_kill.py"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]

@@ -185,6 +185,14 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one_then_starts_ov
     assert all(np.array_equal(v, fresh[k]) for k, v in weights_of(net).items())   # untouched
 
 
+def test_a_rank_that_finds_no_checkpoint_folder_yet_starts_over(tmp_path):
+    """Under MPI rank 0 alone creates the checkpoint root: another rank may look first."""
+    from dainet.training.joint import Checkpoints
+    net, opt = small_net_and_opt(0)
+    assert Checkpoints(tmp_path / "not-yet", "0123456789abcdef").load(net, opt) is None
+    assert not (tmp_path / "not-yet").exists()
+
+
 def test_non_finite_weights_are_never_saved(tmp_path):
     from dainet.training.joint import Checkpoints, LoopState, TrainingDiverged
     ck = Checkpoints(tmp_path / "train", "0123456789abcdef")

@@ -316,7 +316,8 @@ class Checkpoints:
         if tried:
             print(f"train: no usable resumable state in {self.folder} ({' and '.join(tried)} set aside "
                   "as *.corrupt); starting over")
-        elif any(d.is_dir() and RUN_NAME.match(d.name) and d.name != self.key for d in self.root.iterdir()):
+        elif self.root.is_dir() and any(d.is_dir() and RUN_NAME.match(d.name) and d.name != self.key
+                                        for d in self.root.iterdir()):   # rank 0 alone creates the root
             print(f"train: {self.root} holds only runs of other params or weights; starting over in {self.folder}")
         return None
 

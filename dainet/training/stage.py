@@ -167,6 +167,8 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     ckpts = Checkpoints(checkpoints, key)
     if is_main:
         ckpts.prepare()
+    if world > 1:   # a barrier: the other ranks look at the run folder once rank 0 has prepared it
+        jt.array([0.0]).mpi_all_reduce().sync()
     logger = TrainLogger(Path(plots) / "live", Path(plots) / "loss.csv", ckpts.history, enabled=is_main)
 
     average = WeightAverage(cfg.ema_decay) if cfg.ema_decay > 0 else None
