@@ -38,6 +38,7 @@ def child(args) -> dict:
     from dainet.params import load_params, write_overrides
     from dainet.runtime import use_device
     from dainet.training.objective import total_loss
+    from dainet.training.optim import clip_grad_norm
     from dainet.training.stage import seeded_step
 
     device = use_device(args.device)
@@ -56,7 +57,7 @@ def child(args) -> dict:
         terms, _ = step(jt.array(light), jt.array(targets), np.random.default_rng([0, i]))
         loss = total_loss(terms)
         opt.backward(loss)
-        opt.clip_grad_norm(clip, 2)
+        clip_grad_norm(opt, clip)
         opt.step()
         losses.append(float(loss.item()))
         jt.sync_all(True)

@@ -31,7 +31,7 @@ from dainet.models.init import init_weights
 from dainet.params import Section, load_params
 from dainet.training.joint import StepLosses, TrainConfig
 from dainet.training.objective import LossWeights, total_loss
-from dainet.training.optim import make_optimizer
+from dainet.training.optim import clip_grad_norm, make_optimizer
 
 # name -> the params `train` keys it overrides
 METHODS = {"dainet": {"method": "dainet"},
@@ -67,7 +67,7 @@ def make_step(params: Section, overrides: dict):
     def run(i: int) -> None:
         terms, _ = step(jt.array(light), jt.array(targets), np.random.default_rng(i))
         opt.backward(total_loss(terms))
-        opt.clip_grad_norm(cfg.clip_grad_norm, 2)
+        clip_grad_norm(opt, cfg.clip_grad_norm)
         opt.step()
         jt.sync_all(True)
 

@@ -34,16 +34,17 @@ from dainet.models.decomp import build_decomposer
 from dainet.models.init import init_weights
 from dainet.training.joint import TrainConfig, StepLosses
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
-from dainet.training.optim import make_optimizer
+from dainet.training.optim import clip_grad_norm, make_optimizer
 from dainet.data.darkisp import DarkISPConfig
 from dainet.boxes.priors import both_shots
 from dainet.models.config import ModelConfig
 
 width, size, batch, steps, parts = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
-decomp = int(sys.argv[7])
+decomp, profile = int(sys.argv[7]), sys.argv[8]
 tmp = Path(sys.argv[6])
-tree = yaml.safe_load((Path(dainet.__file__).resolve().parents[1] / "params.yaml").read_text())
-tree["model"].update(width=width, decomp_channels=decomp)
+tree = yaml.safe_load((Path(dainet.__file__).resolve().parents[1] / profile).read_text())
+if width:   # 0: the profile's own network
+    tree["model"].update(width=width, decomp_channels=decomp)
 tree["augment"]["image_size"], tree["train"]["batch_size"] = size, batch
 tmp.write_text(yaml.safe_dump(tree, sort_keys=False))
 p = load_params(tmp)   # the sample profile at this size, checked as the stages check it
@@ -63,7 +64,7 @@ targets_np = np.array([[[0.1, 0.1, 0.3, 0.3, 1], [0.5, 0.5, 0.9, 0.8, 1]]] * bat
 def whole(i):
     terms, _ = step(jt.array(light_np), jt.array(targets_np), np.random.default_rng(i))
     loss = total_loss(terms)
-    opt.backward(loss); opt.clip_grad_norm(cfg.clip_grad_norm, 2); opt.step()
+    opt.backward(loss); clip_grad_norm(opt, cfg.clip_grad_norm); opt.step()
     jt.sync_all(True)
     return {"step": None}
 
@@ -88,10 +89,28 @@ def by_parts(i):
     opt.backward(loss)
     sync(*[g for pg in opt.param_groups for g in pg["grads"]])
     t["backward"] = time.perf_counter() - t0; t0 = time.perf_counter()
-    opt.clip_grad_norm(cfg.clip_grad_norm, 2); opt.step(); jt.sync_all(True)
+    clip_grad_norm(opt, cfg.clip_grad_norm); opt.step(); jt.sync_all(True)
     t["clip_step"] = time.perf_counter() - t0
     return t
 
+if len(sys.argv) > 9 and sys.argv[9] != "0":   # Jittor's per-op profile of one whole step
+    top = int(sys.argv[9])
+    whole(0); whole(1)
+    with jt.profile_scope(warmup=0, rerun=0) as report:
+        whole(2)
+    head, rows = report[0], report[1:]
+    name, total = head.index("Name"), head.index("TotalTime")
+    by_op = {}
+    for r in rows:
+        tokens = r[name].split("\u00ab")   # Jittor's op key: name<<T:...<<OP:...<<opkeyN:...
+        kinds = [t.split(":", 1)[1] for t in tokens if t.startswith("opkey")]
+        maths = [t[3:] for t in tokens if t.startswith("OP:")]
+        key = tokens[0] or "fused " + "+".join(kinds)
+        key += f" ({','.join(dict.fromkeys(maths))})" if maths else ""
+        by_op[key] = by_op.get(key, 0.0) + float(r[total])
+    ops = sorted(by_op.items(), key=lambda kv: -kv[1])
+    print(json.dumps({"profile": [[k, v / 1e9] for k, v in ops[:top]], "all_ops": sum(by_op.values()) / 1e9}))
+    sys.exit(0)
 fn = by_parts if parts else whole
 times = []
 for i in range(steps + 1):
@@ -105,10 +124,13 @@ print(json.dumps({"mkl": jt.compile_extern.mkl_ops is not None, **med}))
 """
 
 
-def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64):
-    env = dict(os.environ, use_mkl="1" if use_mkl else "0")
+def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64, profile="params.yaml", env=None, top=0):
+    """One child process: the port's step on ``profile`` (a params file of the repository) at
+    this size and batch; ``width`` 0 keeps the profile's network. Median seconds as a dict."""
+    env = dict(os.environ if env is None else env, use_mkl="1" if use_mkl else "0")
     out = subprocess.run([sys.executable, "-c", CHILD, str(width), str(size), str(batch), str(steps),
-                          "1" if parts else "0", os.path.join(tmpdir, f"p{batch}{use_mkl}{parts}.yaml"), str(decomp)],
+                          "1" if parts else "0", os.path.join(tmpdir, f"p{batch}{use_mkl}{parts}.yaml"), str(decomp),
+                          profile, str(top)],
                          env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])

@@ -26,6 +26,7 @@ import dainet.data.darkisp as darkisp  # noqa: E402
 from dainet.params import load_params, write_overrides  # noqa: E402
 from dainet.runtime import use_device  # noqa: E402
 from dainet.training.objective import total_loss  # noqa: E402
+from dainet.training.optim import clip_grad_norm  # noqa: E402
 from dainet.training.stage import seeded_step  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def run(params, method: str, device: str, steps: int, light, targets) -> dict:
         if i == 0:
             grads = {names[id(p)]: g.numpy()
                      for pg in opt.param_groups for p, g in zip(pg["params"], pg["grads"])}
-        opt.clip_grad_norm(clip, 2)
+        clip_grad_norm(opt, clip)
         opt.step()
         losses.append({k: float(v.item()) for k, v in terms.items()})
     jt.sync_all(True)

@@ -16,7 +16,7 @@ from dainet.boxes.priors import PriorSpec
 from dainet.losses.multibox import MultiBoxLoss
 from dainet.models import build_model
 from dainet.models.init import init_weights
-from dainet.training.optim import make_optimizer
+from dainet.training.optim import clip_grad_norm, make_optimizer
 from helpers import paper_model
 
 SIZE, WORLD = 128, 2
@@ -55,7 +55,7 @@ def main() -> None:
         loss = loss_of(net, multibox, priors, jt.rank)
         name = f"rank{jt.rank}"
     opt.backward(loss)              # under MPI: gradients averaged over the ranks
-    opt.clip_grad_norm(35.0, 2)
+    clip_grad_norm(opt, 35.0)
     opt.step()
     np.savez(out / f"{name}.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
 

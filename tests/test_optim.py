@@ -6,7 +6,7 @@ import dainet  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.models import build_model, init_weights
-from dainet.training.optim import make_optimizer, parameter_groups, set_lr
+from dainet.training.optim import clip_grad_norm, make_optimizer, parameter_groups, set_lr
 from helpers import paper_model
 
 L2NORM_NAMES = {f"L2Norm{k}{i}.weight" for k in ("of", "ef") for i in (1, 2, 3)}
@@ -82,3 +82,18 @@ def test_optimizer_state_round_trip_continues_identically(kind):
     from dainet.weights import WeightError
     with pytest.raises(WeightError, match="optimiser state does not fit"):
         load_optimizer_state(other, state, "test")
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0])
+def test_clip_grad_norm_scales_all_gradients_by_their_joint_norm(max_norm):
+    """torch.nn.utils.clip_grad_norm_: g * min(1, max_norm / (||all g||_2 + 1e-6)); a
+    stop-grad parameter takes no part."""
+    a, b, c = jt.array([1.0, 2.0]), jt.array([[3.0], [4.0]]), jt.array([5.0])
+    c.stop_grad()
+    opt = jt.optim.SGD([a, b, c], 0.1)
+    opt.backward((a * jt.array([3.0, -1.0])).sum() + (b * b).sum())   # grads (3, -1) and (6, 8)
+    clip_grad_norm(opt, max_norm)
+    norm = np.sqrt(9 + 1 + 36 + 64)
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    np.testing.assert_allclose(opt.param_groups[0]["grads"][0].numpy(), np.array([3.0, -1.0]) * scale, rtol=1e-6)
+    np.testing.assert_allclose(opt.param_groups[0]["grads"][1].numpy(), np.array([[6.0], [8.0]]) * scale, rtol=1e-6)

@@ -30,7 +30,7 @@ from dainet.errors import UserError
 from dainet.losses.multibox import MultiBoxLoss
 from dainet.training.ema import WeightAverage
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
-from dainet.training.optim import load_optimizer_state, optimizer_state, set_lr
+from dainet.training.optim import clip_grad_norm, load_optimizer_state, optimizer_state, set_lr
 from dainet.training.schedule import scheduled_lr, total_iterations
 from dainet.utils.fileio import remove_stale_temps
 from dainet.weights import WeightError, check_state_dict
@@ -467,7 +467,7 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
             break
         loss = total_loss(terms)
         opt.backward(loss)
-        opt.clip_grad_norm(cfg.clip_grad_norm, 2)
+        clip_grad_norm(opt, cfg.clip_grad_norm)
         opt.step()
         # Jittor is lazy: the lines above only build the update; it runs when the weights are
         # next read. The loss is read here, before that, so a non-finite loss stops the run

@@ -1,0 +1,102 @@
+"""The port's DAI-Net training step against the published PyTorch code, in one run, on the CPU.
+
+Both programs run the paper network (params/wider.yaml: width 1.0, no normalisation,
+decomposition width 64) for one training step: DarkISP, the frozen decomposition net, the
+forward pass, every loss, backward, clipping and SGD. Each measurement is a fresh process,
+median of ``--steps`` steps after one warm-up; the programs alternate for ``--rounds`` rounds, so
+machine noise falls on both. Then a per-part breakdown of both, and Jittor's per-op profile of
+the port's step.
+
+The reference runs from a scratch interpreter that has torch and torchmetrics (never the
+project's), on a checkout of ZPDu/DAI-Net, through bench/reference_step.py:
+
+    python -m venv /tmp/ref && /tmp/ref/bin/pip install torch==2.13.0 torchmetrics numpy opencv-python-headless scipy easydict
+    git clone https://github.com/ZPDu/DAI-Net /tmp/DAI-Net
+    python bench/versus.py --reference /tmp/DAI-Net --torch-python /tmp/ref/bin/python
+
+``--pinned`` adds the port with its numerics pinned to x86-64-v3 by hand (Jittor's kernels
+``-march=x86-64-v3``, oneDNN capped at AVX2; the project pins nothing), to measure what such
+pinning costs (docs/numerics.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_step  # noqa: E402  (bench/train_step.py: the port's child)
+
+PARTS = ("darkisp", "decomposition", "forward", "multibox", "other_losses", "backward", "clip_step")
+
+
+def reference(args, parts: bool) -> dict:
+    out = subprocess.run([args.torch_python, str(Path(__file__).resolve().parent / "reference_step.py"),
+                          args.reference, str(args.size), str(args.batch), str(args.steps), "1" if parts else "0"],
+                         capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+    if out.returncode:
+        raise SystemExit(f"reference step failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+PINNED = {"cc_flags": "-march=x86-64-v3 -mtune=generic", "DNNL_MAX_CPU_ISA": "AVX2",
+          "ONEDNN_MAX_CPU_ISA": "AVX2", "cache_name": "dainet_x86-64-v3"}
+
+
+def port(args, tmp: str, parts: bool, pinned: bool = False, top: int = 0) -> dict:
+    env = dict(os.environ, **(PINNED if pinned else {}))
+    return train_step.child(0, args.size, args.batch, args.steps, parts, True, tmp,
+                            profile="params/wider.yaml", env=env, top=top)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference", required=True, help="checkout of ZPDu/DAI-Net")
+    ap.add_argument("--torch-python", required=True, help="an interpreter with torch and torchmetrics")
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch's threads (Jittor uses all cores)")
+    ap.add_argument("--pinned", action="store_true", help="also time the port pinned to x86-64-v3")
+    ap.add_argument("--top", type=int, default=15, help="ops shown from the port's profile (0: none)")
+    args = ap.parse_args()
+    print(f"DAI-Net paper-network training step, {args.size}x{args.size}, batch {args.batch}, CPU, "
+          f"{os.cpu_count()} cores; median of {args.steps} steps after warm-up, s/step")
+    rows = {"reference": [], "port": [], "port pinned": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            ref = reference(args, False)
+            rows["reference"].append(ref["total"])
+            rows["port"].append(port(args, tmp, False)["total"])
+            if args.pinned:
+                rows["port pinned"].append(port(args, tmp, False, pinned=True)["total"])
+            line = ", ".join(f"{k} {v[-1]:.2f}" for k, v in rows.items() if v)
+            print(f"  round {r + 1}: {line}; port/reference {rows['port'][-1] / rows['reference'][-1]:.2f}"
+                  + (f", pinned/reference {rows['port pinned'][-1] / rows['reference'][-1]:.2f}" if args.pinned else ""),
+                  flush=True)
+        print(f"  reference: torch {ref['torch']}, {ref['threads']} threads")
+        ratio = statistics.median(p / q for p, q in zip(rows["port"], rows["reference"]))
+        print(f"ratio port/reference (median of rounds): {ratio:.2f}")
+        if args.pinned:
+            cost = statistics.median(p / q for p, q in zip(rows["port pinned"], rows["port"]))
+            print(f"pinned/native (median of rounds): {cost:.2f}")
+        ref_parts, port_parts = reference(args, True), port(args, tmp, True)
+        print(f"\n{'part':<14}{'reference':>10}{'port':>8}{'ratio':>7}")
+        for k in (*PARTS, "total"):
+            print(f"{k:<14}{ref_parts[k]:>10.3f}{port_parts[k]:>8.3f}{port_parts[k] / ref_parts[k]:>7.2f}")
+        print("(parts synchronised one by one: their sum is a little above the fused step)")
+        if args.top:
+            prof = port(args, tmp, False, top=args.top)
+            print(f"\nport, Jittor profile of one step: {prof['all_ops']:.2f} s in ops; the largest:")
+            for name, sec in prof["profile"]:
+                print(f"  {sec:7.3f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
