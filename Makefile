@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.dainet-installed
 # stage commands say `python`: the venv's, so dvc runs them with the project installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup repro test doctor bench
+.PHONY: setup repro test test-fast doctor bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ repro: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+# the edit-test loop: everything but the tests marked slow (pipelines, training loops, MPI,
+# the paper-width parity); `make test` (CI) runs them all
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 doctor: setup
 	$(PY) -m dainet doctor

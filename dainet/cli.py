@@ -8,6 +8,14 @@ from typing import Callable
 
 from dainet.errors import UserError
 
+# set by Open MPI's mpirun in every rank it starts (and by other MPIs' PMI)
+RANK_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
+
+
+def inside_mpi(env=os.environ) -> bool:
+    """Whether this process is a rank started by mpirun."""
+    return any(v in env for v in RANK_VARS)
+
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Call ``main(argv)``; a UserError prints ``error: <message>`` and exits 2.
@@ -16,8 +24,6 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     ends the whole job with its status. A plain exit would wait in MPI_Finalize for the other
     ranks while they wait for this one in their next collective, for ever.
     """
-    from dainet.training.launch import inside_mpi
-
     leave = _leave_now if inside_mpi() else sys.exit
     try:
         rc = main(argv)

@@ -15,11 +15,11 @@ import time, so they must be in place first:
   import. We put Debian's ``libdnnl`` (package ``libdnnl-dev``) where Jittor keeps
   that copy, so no download happens; without it, ``use_mkl=0`` (slow single-threaded
   convolutions) and one warning line when a stage picks the CPU (:func:`use_device`).
-* CPU numerics are Jittor's and oneDNN's native ones (``-march=native``, oneDNN's best
-  instruction set): a seeded run repeats to the last digit on one CPU model, not across
-  models. Pinning both to x86-64-v3 did not make two models agree (oneDNN also blocks its
-  loops by cache size) and cost up to 20 % (docs/numerics.md); :func:`numerics` reports
-  what is in effect, and a user may still set ``cc_flags`` / ``DNNL_MAX_CPU_ISA``.
+* Jittor's CPU kernels compiled for x86-64-v3 (AVX2 + FMA) on CPUs that have it, oneDNN left
+  at its best instruction set, see :func:`pin_jittor_kernels`: with ``-march=native`` on an
+  AVX-512 CPU Jittor's vectorised sums depend on buffer alignment, so a resumed run no
+  longer repeats the uninterrupted one bit for bit (tests/test_resume.py, measured). Digits
+  still differ between CPU models (docs/numerics.md).
 
 ``python -m dainet doctor`` prints what was detected and decided (``--install`` also tries to
 install ``libdnnl-dev`` and ``openmpi`` with apt when running as root, and Jittor's CUDA
@@ -43,6 +43,10 @@ SYSTEM_DNNL_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so", "/usr/lib/aarch64-li
 SYSTEM_DNNL_HEADER_DIRS = ("/usr/include", "/usr/local/include")
 APT_PACKAGES = ("libdnnl-dev", "openmpi-bin", "libopenmpi-dev")
 NUMERICS_VARS = ("cc_flags", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
+# x86-64-v3 = AVX2, FMA, BMI1/2, F16C, LZCNT ("abm"), MOVBE, XSAVE (/proc/cpuinfo names)
+X86_64_V3_FLAGS = frozenset({"avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "abm", "movbe", "xsave"})
+PINNED_CC_FLAGS = "-march=x86-64-v3 -mtune=generic"   # appended after Jittor's -march=native: wins
+PINNED_CACHE_NAME = "dainet_x86-64-v3"   # kernels built with other flags live in another cache
 
 
 @dataclass
@@ -133,17 +137,44 @@ def install_system_packages(packages=APT_PACKAGES) -> str:
     return ("installed " if ok else "failed to install ") + " ".join(missing)
 
 
-def numerics(env: dict) -> str:
-    """The CPU numerics in effect: native, or the variables the user set."""
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset:
+    """The instruction-set flags of the first CPU in ``cpuinfo`` (empty when unreadable)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def pin_jittor_kernels(env: dict, flags: frozenset, cuda: bool = False) -> str:
+    """Compile Jittor's CPU kernels for x86-64-v3 (in a kernel cache of their own); returns
+    the numerics in effect, as doctor prints them.
+
+    Only on a CPU with every x86-64-v3 feature, only without CUDA (nvcc takes the same
+    ``cc_flags`` and rejects ``-mtune``), and only when the user set none of
+    :data:`NUMERICS_VARS`. oneDNN is not capped: its AVX-512 kernels keep resumed runs
+    bit-identical (measured), and capping it at AVX2 cost 20 % of the paper step on a Xeon.
+    """
     user = [v for v in NUMERICS_VARS if v in env]
-    return "set by user (" + ", ".join(user) + ")" if user else "native"
+    if user:
+        return "set by user (" + ", ".join(user) + ")"
+    if cuda:
+        return "native (CUDA machine)"
+    if not X86_64_V3_FLAGS <= flags:
+        return "native (not an x86-64-v3 CPU)"
+    env["cc_flags"] = PINNED_CC_FLAGS
+    env.setdefault("cache_name", PINNED_CACHE_NAME)
+    return f"Jittor kernels x86-64-v3 (cc_flags {PINNED_CC_FLAGS!r}), oneDNN native"
 
 
 def probe_gpu() -> gpu_stack.CudaFacts:
     return gpu_stack.probe(jittor_home())
 
 
-def decide(env: dict, gpu=probe_gpu, onednn=prepare_onednn, materialise=gpu_stack.materialise) -> RuntimeInfo:
+def decide(env: dict, gpu=probe_gpu, onednn=prepare_onednn, cpu=cpu_flags,
+           materialise=gpu_stack.materialise) -> RuntimeInfo:
     """Fill ``env`` with Jittor's variables; pure apart from the injected probes and
     ``materialise`` (which builds the CUDA view and the Jittor overlay in Jittor's cache),
     and, for ``os.environ`` only, noting which variables it set, for ``doctor --install``.
@@ -171,6 +202,7 @@ def decide(env: dict, gpu=probe_gpu, onednn=prepare_onednn, materialise=gpu_stac
         has_dnnl, dnnl_reason = onednn()
         if not has_dnnl:
             env["use_mkl"] = "0"
+    numerics = pin_jittor_kernels(env, cpu(), stack.cuda)
     env.setdefault("log_silent", "1")  # Jittor's [i] lines drown progress bars
     env.setdefault("FIX_TORCH_ERROR", "0")   # else Jittor imports PyTorch when it is installed
     if env is os.environ:   # what doctor --install may undo before it detects again
@@ -178,7 +210,7 @@ def decide(env: dict, gpu=probe_gpu, onednn=prepare_onednn, materialise=gpu_stac
     return RuntimeInfo(cuda=stack.cuda, cuda_reason=stack.reason, gpu_route=stack.route, onednn=has_dnnl,
                        onednn_reason=dnnl_reason, jittor_home=str(jittor_home()),
                        onednn_dir=str(onednn_dir()), mpi=shutil.which("mpicc") is not None,
-                       numerics=numerics(env), gpu_error=stack.error, gpu_notes=stack.notes,
+                       numerics=numerics, gpu_error=stack.error, gpu_notes=stack.notes,
                        jittor_overlay=overlay[0] if overlay else "",
                        facts=describe(facts) if facts is not None else {})
 

@@ -199,3 +199,66 @@ def test_mean_brightness_ratio_on_grey_is_within_the_darkness_bounds(cfg):
     assert 0.15 < ratio < 0.45  # and clearly dark: about a third of the clean brightness
     # noise is there: pixels of one grey image differ
     assert out.reshape(n, -1).std(axis=1).min() > 0
+
+
+# --- the whole chain against an independent float64 transcription of spec §8 ----------------
+
+def spec_darkisp(img, gamma, rgb2cam, r, b, k, d, shot, read, q, normal, uniform, eps=1e-8):
+    """Spec §8 steps 1-7 for one image, written from the spec text in float64 on an HWC image
+    (``pixel @ M.T``), with the per-pixel draws given: N(0, 1) ``normal`` and U(0, 1) ``uniform``."""
+    x = np.transpose(img, (1, 2, 0)).astype(np.float64)
+    x = 0.5 - np.sin(np.arcsin(1.0 - 2.0 * x) / 3.0)                  # 1. inverse tone map
+    x = np.maximum(x, eps) ** gamma                                   #    inverse gamma
+    x = x @ rgb2cam.T                                                 # 2. RGB -> camera
+    x = x * (np.array([1.0 / r, 1.0, 1.0 / b]) * k)                   # 3. inverse white balance
+    x = x * d                                                         # 4. darken
+    x = x + normal * np.sqrt(np.maximum(x * shot + read, eps))        # 5. shot + read noise
+    x = x + (2.0 * uniform - 1.0) / (255.0 * q)                       # 6. quantisation
+    x = x * np.array([r, 1.0, b])                                     # 7. white balance back,
+    x = x @ np.linalg.inv(rgb2cam).T                                  #    camera -> RGB,
+    x = np.maximum(x, eps) ** (1.0 / gamma)                           #    gamma
+    return np.transpose(x, (2, 0, 1))
+
+
+def test_the_chain_equals_the_spec_transcription_on_fixed_parameters(cfg):
+    rng = np.random.default_rng(11)
+    img = rng.uniform(0.0, 1.0, (2, 3, 16, 12))
+    xyz2cam = np.array([[0.838, -0.263, -0.0639], [-0.2887, 1.0725, 0.2496], [-0.0627, 0.1427, 0.5438]])  # #3
+    srgb2xyz = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                         [0.0193339, 0.1191920, 0.9503041]])
+    rgb2cam = xyz2cam @ srgb2xyz
+    rgb2cam /= rgb2cam.sum(axis=1, keepdims=True)
+    fixed = {"gamma": [2.2, 3.1], "red_gain": [2.0, 2.3], "blue_gain": [1.6, 1.8], "wb_scale": [0.8, 0.7],
+             "darkness": [0.05, 0.09], "shot_noise": [1e-3, 5e-3], "quant_bits": [12, 16]}
+    fixed["read_noise"] = [np.exp(2.18 * np.log(s) + 1.20 + z) for s, z in zip(fixed["shot_noise"], (0.1, -0.2))]
+    params = {k: np.asarray(v, np.float32) for k, v in fixed.items()}
+    params["rgb2cam"] = np.repeat(rgb2cam[None].astype(np.float32), 2, 0)
+    params["cam2rgb"] = np.repeat(np.linalg.inv(rgb2cam)[None].astype(np.float32), 2, 0)
+    got = D.dark_isp(jt.array(img.astype(np.float32)), params, seed=3).numpy()
+    normal, uniform = (v.numpy().astype(np.float64) for v in D.seeded_noise(img.shape, 3))
+    for i in range(2):
+        want = spec_darkisp(img[i], fixed["gamma"][i], rgb2cam, fixed["red_gain"][i], fixed["blue_gain"][i],
+                            fixed["wb_scale"][i], fixed["darkness"][i], fixed["shot_noise"][i], fixed["read_noise"][i],
+                            fixed["quant_bits"][i], normal[i].transpose(1, 2, 0), uniform[i].transpose(1, 2, 0))
+        np.testing.assert_allclose(got[i], want, rtol=2e-4, atol=2e-5)
+    assert 0.01 < got.mean() < 0.6   # a dark image, not a constant
+
+
+def test_drawn_parameters_follow_the_spec_laws(cfg):
+    """Kolmogorov-Smirnov against each law of spec §8 on 20,000 draws (a wrong law, e.g. a
+    uniform shot noise or a clipped darkness, fails with p < 1e-10)."""
+    n = 20000
+    p = {k: v.astype(np.float64) for k, v in D.sample_darkisp_params(n, np.random.default_rng(7), cfg).items()}
+    laws = {
+        "gamma": (p["gamma"], stats.uniform(2.0, 1.5).cdf),
+        "red_gain": (p["red_gain"], stats.uniform(1.9, 0.5).cdf),
+        "blue_gain": (p["blue_gain"], stats.uniform(1.5, 0.4).cdf),
+        "wb_scale": (p["wb_scale"], stats.norm(0.8, 0.1).cdf),
+        "log shot": (np.log(p["shot_noise"]), stats.uniform(np.log(1e-4), np.log(1.2e-2) - np.log(1e-4)).cdf),
+        "read residual": (np.log(p["read_noise"]) - 2.18 * np.log(p["shot_noise"]) - 1.20, stats.norm(0, 0.26).cdf),
+        "darkness": (p["darkness"], stats.truncnorm((0.01 - 0.1) / 0.08, 0.0, loc=0.1, scale=0.08).cdf),
+    }
+    for name, (x, cdf) in laws.items():
+        assert stats.kstest(x, cdf).pvalue > 1e-4, name
+    counts = [np.sum(p["quant_bits"] == q) for q in (12, 14, 16)]
+    assert stats.chisquare(counts).pvalue > 1e-4

@@ -91,6 +91,8 @@ def import_closure(script: Path, root: Path = ROOT) -> dict[Path, Path]:
         for module in sorted(imported_modules(current, root)):
             if module != PACKAGE and not module.startswith(PACKAGE + "."):
                 continue
+            if module_file(module, root) is None:   # a stale import would hide the files it meant
+                raise LookupError(f"{current}: imports {module}, which is no file of {PACKAGE}/")
             for f in files_run_by_import(module, root):
                 if f not in seen:
                     seen[f] = current
@@ -121,6 +123,25 @@ def test_closure_follows_every_import_form(tmp_path):
     got = {p.relative_to(tmp_path).as_posix() for p in import_closure(script, tmp_path)}
     assert got == {"dainet/__init__.py", "dainet/rt.py", "dainet/a/__init__.py", "dainet/a/b.py",
                    "dainet/c.py", "dainet/a/sub.py", "dainet/d/__init__.py", "dainet/d/e.py"}
+
+
+def test_an_import_of_a_missing_module_is_an_error(tmp_path):
+    (tmp_path / PACKAGE).mkdir()
+    (tmp_path / PACKAGE / "__init__.py").write_text("")
+    (tmp_path / PACKAGE / "a.py").write_text("import dainet.gone\n")
+    script = tmp_path / "stage.py"
+    script.write_text("from dainet import a\n")
+    with pytest.raises(LookupError, match=r"a\.py: imports dainet\.gone, which is no file of dainet/"):
+        import_closure(script, tmp_path)
+
+
+def test_covered_takes_files_and_folders_but_not_prefixes():
+    assert covered("dainet/a/b.py", ["dainet/a/b.py"])
+    assert covered("dainet/a/b.py", ["dainet/a"]) and covered("dainet/a/b.py", ["dainet/a/"])
+    assert covered("dainet/a/b.py", ["stages/x.py", "dainet"])
+    assert not covered("dainet/a/b.py", ["dainet/a/b.pyc", "dainet/a/bb.py", "dainet/ab", "dainet/a/b"])
+    assert not covered("dainet/ab/x.py", ["dainet/a"])
+    assert not covered("dainet/a/b.py", [])
 
 
 # ---------------------------------------------------------------- dvc.yaml deps

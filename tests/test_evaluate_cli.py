@@ -79,16 +79,23 @@ def test_darkface_round_trip(tmp_path, params):
     assert float(rows[-1]["precision"]) == pytest.approx(2 / 3)
     assert float(rows[-1]["recall"]) == pytest.approx(2 / 3)
 
-    # the optional params key switches to the official tool's box arithmetic
-    params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
-                      "  darkface_xyxy_as_xywh: true\n")
-    evaluate_main(["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
-                       "--out", str(out), "--params", str(params)])
-    expected = evaluate_darkface({"1": np.array([[10, 10, 40, 40, 0.9], [300, 300, 320, 320, 0.7]]),
-                                  "2": np.array([[6, 6, 25, 25, 0.4]])},
-                                 {"1": np.array([[10, 10, 40, 40], [100, 100, 120, 120]]),
-                                  "2": np.array([[5, 5, 25, 25]])}, xyxy_as_xywh=True)
-    assert json.loads(out.read_text())["ap"] == pytest.approx(expected.ap)
+    # the optional params key switches to the official tool's box arithmetic (x2 y2 read as
+    # w h): a 5-px box inside a 10-px face is a miss, a 105-px box in a 110-px face a hit
+    (tmp_path / "labels2").mkdir()
+    (tmp_path / "pred2").mkdir()
+    (tmp_path / "labels2" / "1.txt").write_text("1\n100 100 110 110\n")
+    (tmp_path / "labels2" / "2.txt").write_text("1\n5 5 25 25\n")
+    (tmp_path / "pred2" / "1.txt").write_text("100 100 105 105 0.9\n")
+    (tmp_path / "pred2" / "2.txt").write_text("5 5 25 25 0.4\n")
+    aps = {}
+    for as_xywh in (False, True):
+        params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
+                          f"  darkface_xyxy_as_xywh: {str(as_xywh).lower()}\n")
+        assert evaluate_main(["darkface", "--pred", str(tmp_path / "pred2"), "--labels", str(tmp_path / "labels2"),
+                              "--out", str(out), "--params", str(params)]) == 0
+        aps[as_xywh] = json.loads(out.read_text())["ap"]
+    # xyxy: the 0.9 box misses, the 0.4 box hits -> recall 1/2 at precision 1/2; as xywh both hit
+    assert aps == pytest.approx({False: 0.5 * 0.5, True: 1.0})
 
 
 def test_bad_input_exits_2_naming_file_and_line(tmp_path, params, capsys):

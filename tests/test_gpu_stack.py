@@ -352,9 +352,9 @@ def test_runtime_decide_records_the_stack_and_puts_the_overlay_path(tmp_path, mo
         return ["/overlay"]
     env = {}
     info = runtime.decide(env, gpu=lambda: facts(toolkit=(13, 0)), onednn=lambda: (True, "ready"),
-                          materialise=materialise)
+                          cpu=lambda: runtime.X86_64_V3_FLAGS, materialise=materialise)
     assert info.cuda and info.gpu_route == "system" and info.jittor_overlay == "/overlay"
-    assert info.numerics == "native" and "cc_flags" not in env
+    assert info.numerics == "native (CUDA machine)" and "cc_flags" not in env
     assert info.facts["system_nvcc"] == "/usr/local/cuda/bin/nvcc (CUDA 13.0)"
     assert info.facts["cudnn"].endswith("(8.9.7, headers /usr/local/cuda/include)")
     assert env["FIX_TORCH_ERROR"] == "0"
@@ -370,7 +370,7 @@ def test_a_failed_set_up_falls_back_to_the_cpu_with_the_reason(tmp_path, monkeyp
         return []
     env = {}
     info = runtime.decide(env, gpu=lambda: facts(toolkit=(13, 0)), onednn=lambda: (True, "ready"),
-                          materialise=materialise)
+                          cpu=lambda: runtime.X86_64_V3_FLAGS, materialise=materialise)
     assert not info.cuda and env["nvcc_path"] == ""
     assert "set-up failed: compiler.py: the patch does not apply" in info.gpu_error
 

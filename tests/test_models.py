@@ -184,15 +184,18 @@ def test_bilinear_matches_pytorch_align_corners_false(src, dst):
     np.testing.assert_allclose(got, np_bilinear_align_corners_false(x, dst), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("hw", [(7, 9), (2, 2), (1, 3), (8, 6)])
-@pytest.mark.parametrize("ceil", [False, True])
+# (1, 3) in floor mode pools to nothing (PyTorch gives an empty map; never met in the network)
+POOL_CASES = [(hw, ceil) for hw in [(6, 8), (7, 9), (2, 2), (3, 2), (1, 3), (8, 6)] for ceil in (False, True)
+              if ceil or min(hw) >= 2]
+
+
+@pytest.mark.parametrize("hw, ceil", POOL_CASES)
 def test_maxpool2x2_matches_pytorch_sizes_and_values(hw, ceil):
     h, w = hw
     x = np.random.default_rng(1).standard_normal((1, 2, h, w))
     oh, ow = ((h + 1) // 2, (w + 1) // 2) if ceil else (h // 2, w // 2)
-    if oh == 0 or ow == 0:
-        return
     got = _np(MaxPool2x2(ceil)(jt.array(x.astype(np.float32))))
+    assert got.shape == (1, 2, oh, ow)
     ref = np.full((1, 2, oh, ow), -np.inf)
     for i in range(oh):
         for j in range(ow):
@@ -219,14 +222,11 @@ def _brute_force_pool_grad(x: np.ndarray, upstream: np.ndarray, ceil: bool) -> n
     return g
 
 
-@pytest.mark.parametrize("hw", [(6, 8), (7, 9), (2, 2), (3, 2), (1, 3)])
-@pytest.mark.parametrize("ceil", [False, True])
+@pytest.mark.parametrize("hw, ceil", POOL_CASES)
 def test_maxpool2x2_gradient_goes_to_one_element_per_window(hw, ceil):
     """All-ones input: exactly 1 per window, on its first element (not 4, as a reduce-max gives)."""
     h, w = hw
     oh, ow = ((h + 1) // 2, (w + 1) // 2) if ceil else (h // 2, w // 2)
-    if oh == 0 or ow == 0:
-        return
     rng = np.random.default_rng(3)
     for x in (np.ones((1, 2, h, w)), rng.integers(0, 3, size=(2, 2, h, w)).astype(np.float64)):
         up = rng.uniform(0.5, 2.0, size=(x.shape[0], 2, oh, ow))

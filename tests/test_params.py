@@ -3,7 +3,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -66,8 +65,6 @@ def test_range_and_choice():
 
 @pytest.mark.parametrize("path", ["params.yaml", "params/wider.yaml"])
 def test_profiles_hold_the_spec_numbers(path):
-    if not (ROOT / path).exists():
-        pytest.skip(f"{path} not written yet")
     p = load_params(ROOT / path)
     pri = p.section("priors")
     assert pri.list("steps", int) == [4, 8, 16, 32, 64, 128]
@@ -329,12 +326,10 @@ STAGE_ARGS = {   # the required arguments of each stage; nothing they name needs
 def test_stage_with_bad_params_fails_in_one_line_before_importing_jittor(tmp_path, stage):
     p = write_params(tmp_path / "params.yaml", {**TINY, "train.checkpoint_every": 0})
     args = [a.format(tmp=tmp_path) for a in STAGE_ARGS[stage]]
-    t0 = time.perf_counter()
     # -X importtime lists every module the process imported, on stderr
     r = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "stages" / f"{stage}.py"), *args,
                         "--params", str(p)], cwd=tmp_path, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    seconds = time.perf_counter() - t0
     imports = [line for line in r.stderr.splitlines() if line.startswith("import time:")]
     said = [line for line in r.stderr.splitlines() if not line.startswith("import time:")]
     assert r.returncode == 2, r.stderr[-2000:]
@@ -343,7 +338,6 @@ def test_stage_with_bad_params_fails_in_one_line_before_importing_jittor(tmp_pat
     assert any(line.rstrip().endswith("| dainet.params") for line in imports)   # the listing works
     assert not [line for line in imports if "jittor" in line]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["params.yaml"]        # nothing written
-    assert seconds < 10, f"{stage}: {seconds:.1f} s to refuse a bad params file"
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, TINY, write_params
 
@@ -48,6 +49,26 @@ def dvc(cwd: Path, *args: str, stdout_only: bool = False) -> str:
 
 def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def shown_revs(shown) -> list[dict]:
+    """Each revision of `dvc exp show --json` (the workspace, the baseline commit, each
+    experiment): its rev, whether it is an experiment, its params.yaml and its metrics."""
+    out = []
+
+    def walk(node, in_experiments: bool):
+        if isinstance(node, list):
+            for x in node:
+                walk(x, in_experiments)
+        elif isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and "params" in data:
+                out.append({"rev": node.get("rev"), "experiment": in_experiments,
+                            "params": data["params"]["params.yaml"]["data"], "metrics": data.get("metrics", {})})
+            for k, v in node.items():
+                walk(v, in_experiments or k == "experiments")
+    walk(shown, False)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +133,19 @@ def test_predict_change_reruns_no_training(repo, first_repro):
     out = dvc(repo, "exp", "run", "-S", "predict.conf_thresh=0.1")
     assert {"predict_wider", "predict_dark", "visualize"} <= ran(out)
     assert not ran(out) & {"sample", "prepare", "convert_weights", "train_decomp", "train"}
-    # the experiment is listed with its metrics, and `dvc metrics diff` compares it with HEAD
+    # the experiment is listed with its own param and metrics
     shown = json.loads(dvc(repo, "exp", "show", "--json", stdout_only=True))
-    assert "0.1" in json.dumps(shown)
+    wider = json.loads((repo / "metrics" / "eval_wider.json").read_text())
+    exps = [e for e in shown_revs(shown) if e["experiment"]]
+    assert [e["params"]["predict"]["conf_thresh"] for e in exps] == [0.1]
+    assert exps[0]["metrics"]["metrics/eval_wider.json"]["data"] == wider
+    baseline = [e for e in shown_revs(shown) if not e["experiment"] and e["rev"] != "workspace"]
+    committed = yaml.safe_load(sh(repo, "git", "show", "HEAD:params.yaml", stdout_only=True))["predict"]["conf_thresh"]
+    assert [e["params"]["predict"]["conf_thresh"] for e in baseline] == [committed] != [0.1]
+    # `dvc metrics diff` against HEAD (which has no metrics): every AP new, as the workspace has it
     diff = json.loads(dvc(repo, "metrics", "diff", "--json", stdout_only=True))
-    assert isinstance(diff, dict)
+    got = diff["metrics/eval_wider.json"]
+    assert {k: (v["old"], v["new"]) for k, v in got.items()} == {k: (None, wider[k]) for k in wider}
 
 
 def test_train_lr_change_reruns_train_onwards(repo, first_repro):

@@ -181,7 +181,10 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one_then_starts_ov
     fresh = weights_of(net)
     assert Checkpoints(tmp_path / "train", ck.key).load(net, opt) is None
     out = capsys.readouterr().out
-    assert "starting over" in out and "set aside" in out and "\n" not in out.strip().splitlines()[-1]
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"train: {ck.prev} cannot be resumed (")
+    assert lines[0].endswith(f"; set aside as {ck.prev.with_suffix('.corrupt')}")
+    assert lines[1] == f"train: no usable resumable state in {ck.folder} (prev.ckpt set aside as *.corrupt); starting over"
     assert all(np.array_equal(v, fresh[k]) for k, v in weights_of(net).items())   # untouched
 
 
@@ -333,3 +336,44 @@ def test_a_step_with_a_non_finite_gradient_never_reaches_the_checkpoint(tmp_path
     last, before = load_checkpoint(run / "last.ckpt"), load_checkpoint(run / "iter_0000002.ckpt")
     assert last["loop"]["iteration"] == 2 and not (run / "iter_0000003.ckpt").exists()
     assert all(np.isfinite(v).all() and np.array_equal(v, before["model"][k]) for k, v in last["model"].items())
+
+
+@slow
+def test_a_kill_9_after_epoch_ends_resumes_to_the_uninterrupted_run_and_its_best_model(tmp_path, tiny_data,  # noqa: F811
+                                                                                       weights, capsys):
+    """Three epochs (6 iterations each on the tiny set), a validation pass at each end, the
+    weights of every 2nd iteration kept; one run killed with SIGKILL (no handler, nothing
+    saved) in iteration 15, then resumed from its periodic checkpoint at 14, across two epoch
+    ends and their validations. Both runs pick the same best iteration by validation loss,
+    and model.ckpt holds exactly that iteration's weights."""
+    from dainet.weights.checkpoint import load_checkpoint
+    epochs = {**TINY, "train.max_iter": 18, "train.checkpoint_every": 2, "train.ema_decay": 0.0,
+              "train.image_every": 0}
+    params = write_params(tmp_path / "p.yaml", epochs)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert stage_main("train")(train_args(tiny_data, weights, whole, params)) == 0
+    args = train_args(tiny_data, weights, killed, params)
+    proc = subprocess.run([sys.executable, "-c", SELF_SIGNAL, "14", str(int(signal.SIGKILL)), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert load_checkpoint(run_dir(killed) / "last.ckpt")["loop"]["iteration"] == 14
+    capsys.readouterr()
+    assert stage_main("train")(args) == 0
+    assert f"resuming {run_dir(killed) / 'last.ckpt'} at iteration 14" in capsys.readouterr().out
+    assert_same_run(whole, killed)
+
+    metrics = json.loads((killed / "train.json").read_text())
+    assert metrics == {**json.loads((whole / "train.json").read_text()),
+                       "images_per_s": metrics["images_per_s"], "seconds_this_run": metrics["seconds_this_run"]}
+    tsv = killed / "plots" / "live" / "plots" / "metrics" / "train" / "val_loss.tsv"
+    rows = [line.split("\t") for line in tsv.read_text().splitlines()[1:]]
+    val = {int(step): float(loss) for step, loss in rows}
+    assert sorted(val) == [6, 12, 18]
+    best = min(val, key=val.get)
+    assert metrics["best_iteration"] == best and metrics["best_val_loss"] == pytest.approx(val[best], rel=1e-5)
+    model = load_checkpoint(killed / "model.ckpt")["model"]
+    kept = load_checkpoint(run_dir(killed) / f"iter_{best:07d}.ckpt")["model"]
+    assert all(np.array_equal(model[k], kept[k]) for k in kept)
+    if best != 18:   # the best is not simply the last weights
+        last = load_checkpoint(run_dir(killed) / "last.ckpt")["model"]
+        assert any(not np.array_equal(model[k], last[k]) for k in kept)

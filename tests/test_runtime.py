@@ -33,26 +33,40 @@ def test_decide_respects_user_settings():
     def boom():
         raise AssertionError("probe must not run when the user decided")
     env = {"nvcc_path": "", "use_mkl": "0", "cc_flags": "-O1"}
-    info = runtime.decide(env, gpu=boom, onednn=boom)
+    info = runtime.decide(env, gpu=boom, onednn=boom, cpu=lambda: runtime.X86_64_V3_FLAGS)
     assert env == {"nvcc_path": "", "use_mkl": "0", "cc_flags": "-O1", "log_silent": "1", "FIX_TORCH_ERROR": "0"}
     assert info.numerics == "set by user (cc_flags)"
     assert not info.cuda and not info.onednn
 
 
-def test_numerics_are_left_native():
-    """No pinning: it did not make two CPU models agree and cost up to 20 % (docs/numerics.md)."""
+def test_jittor_kernels_pinned_on_an_x86_64_v3_cpu_without_cuda_and_onednn_left_native():
     env = {}
-    info = runtime.decide(env, gpu=lambda: NO_GPU, onednn=lambda: (True, "ready"))
-    assert not set(runtime.NUMERICS_VARS) & set(env) and "cache_name" not in env
-    assert info.numerics == "native"
+    info = runtime.decide(env, gpu=lambda: NO_GPU, onednn=lambda: (True, "ready"),
+                          cpu=lambda: runtime.X86_64_V3_FLAGS | {"avx512f"})
+    assert env["cc_flags"] == "-march=x86-64-v3 -mtune=generic"
+    assert env["cache_name"] == "dainet_x86-64-v3"   # never mixed with -march=native kernels
+    assert "DNNL_MAX_CPU_ISA" not in env and "ONEDNN_MAX_CPU_ISA" not in env
+    assert info.numerics == "Jittor kernels x86-64-v3 (cc_flags '-march=x86-64-v3 -mtune=generic'), oneDNN native"
 
 
-@pytest.mark.parametrize("user", [{"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"cc_flags": "", "DNNL_MAX_CPU_ISA": "AVX2"}])
-def test_numerics_set_by_the_user_are_kept_and_reported(user):
+@pytest.mark.parametrize("flags, cuda, user, expect", [
+    (runtime.X86_64_V3_FLAGS - {"avx2"}, False, {}, "native (not an x86-64-v3 CPU)"),
+    (frozenset(), False, {}, "native (not an x86-64-v3 CPU)"),
+    (runtime.X86_64_V3_FLAGS, True, {}, "native (CUDA machine)"),
+    (runtime.X86_64_V3_FLAGS, False, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "set by user (ONEDNN_MAX_CPU_ISA)"),
+    (runtime.X86_64_V3_FLAGS, False, {"cc_flags": "", "DNNL_MAX_CPU_ISA": "AVX2"},
+     "set by user (cc_flags, DNNL_MAX_CPU_ISA)"),
+])
+def test_numerics_left_alone(flags, cuda, user, expect):
     env = dict(user)
-    info = runtime.decide(env, gpu=lambda: NO_GPU, onednn=lambda: (True, "ready"))
-    assert {k: env[k] for k in user} == user
-    assert info.numerics == "set by user (" + ", ".join(k for k in runtime.NUMERICS_VARS if k in user) + ")"
+    assert runtime.pin_jittor_kernels(env, flags, cuda) == expect
+    assert env == user
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\nbugs\t: x\n")
+    assert runtime.cpu_flags(tmp_path / "cpuinfo") == frozenset({"fpu", "avx2", "fma"})
+    assert runtime.cpu_flags(tmp_path / "missing") == frozenset()
 
 
 def test_prepare_onednn_links_system_copy(tmp_path):

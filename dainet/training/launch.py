@@ -12,14 +12,8 @@ import signal
 import subprocess
 import sys
 
+from dainet.cli import RANK_VARS, inside_mpi  # noqa: F401  (the stage plumbing's, used here)
 from dainet.errors import UserError
-
-# set by Open MPI's mpirun in every rank it starts (and by other MPIs' PMI)
-RANK_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
-
-
-def inside_mpi(env=os.environ) -> bool:
-    return any(v in env for v in RANK_VARS)
 
 
 def mpirun_command(processes: int, hostfile: str, argv: list[str], script: str, as_root: bool,
