@@ -14,9 +14,8 @@ project's), on a checkout of ZPDu/DAI-Net, through bench/reference_step.py:
     git clone https://github.com/ZPDu/DAI-Net /tmp/DAI-Net
     python bench/versus.py --reference /tmp/DAI-Net --torch-python /tmp/ref/bin/python
 
-``--pinned`` adds the port with its numerics pinned to x86-64-v3 by hand (Jittor's kernels
-``-march=x86-64-v3``, oneDNN capped at AVX2; the project pins nothing), to measure what such
-pinning costs (docs/numerics.md).
+``--pinned`` adds the port with oneDNN also capped at AVX2 (the runtime pins only Jittor's own
+kernels to x86-64-v3), to measure what that cap costs (docs/numerics.md).
 """
 from __future__ import annotations
 
@@ -31,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (bench/train_step.py: the port's child)
+from dainet.runtime import PINNED_CACHE_NAME, PINNED_CC_FLAGS  # noqa: E402
 
 PARTS = ("darkisp", "decomposition", "forward", "multibox", "other_losses", "backward", "clip_step")
 
@@ -44,8 +44,9 @@ def reference(args, parts: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-PINNED = {"cc_flags": "-march=x86-64-v3 -mtune=generic", "DNNL_MAX_CPU_ISA": "AVX2",
-          "ONEDNN_MAX_CPU_ISA": "AVX2", "cache_name": "dainet_x86-64-v3"}
+# everything pinned: the runtime's Jittor flags and cache, and oneDNN capped at AVX2
+PINNED = {"cc_flags": PINNED_CC_FLAGS, "cache_name": PINNED_CACHE_NAME,
+          "DNNL_MAX_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def port(args, tmp: str, parts: bool, pinned: bool = False, top: int = 0) -> dict:
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch's threads (Jittor uses all cores)")
-    ap.add_argument("--pinned", action="store_true", help="also time the port pinned to x86-64-v3")
+    ap.add_argument("--pinned", action="store_true", help="also time the port with oneDNN capped at AVX2")
     ap.add_argument("--top", type=int, default=15, help="ops shown from the port's profile (0: none)")
     args = ap.parse_args()
     print(f"DAI-Net paper-network training step, {args.size}x{args.size}, batch {args.batch}, CPU, "
@@ -85,7 +86,7 @@ def main() -> None:
         print(f"ratio port/reference (median of rounds): {ratio:.2f}")
         if args.pinned:
             cost = statistics.median(p / q for p, q in zip(rows["port pinned"], rows["port"]))
-            print(f"pinned/native (median of rounds): {cost:.2f}")
+            print(f"all-pinned/default (median of rounds): {cost:.2f}")
         ref_parts, port_parts = reference(args, True), port(args, tmp, True)
         print(f"\n{'part':<14}{'reference':>10}{'port':>8}{'ratio':>7}")
         for k in (*PARTS, "total"):
