@@ -9,6 +9,8 @@ is imported)::
 
 Keys a file leaves out are not an error here (test profiles hold only the sections
 they use); the stage that reads a missing key reports it (``missing key 'train.lr'``).
+A few rules need several keys (:func:`across_keys`); they are checked on the whole file
+once every key they read has passed its own rule.
 :meth:`dainet.params.Section.load` checks each value it reads against its rule here
 (:func:`check`), so a section built without ``load_params`` is checked too. The
 choices below repeat the code's constants; tests/test_params.py checks both agree.
@@ -355,8 +357,53 @@ def _unknown(dotted: str, name: str, known, what: str) -> str:
     return f"{dotted}: unknown {what}{hint}"
 
 
+def smallest_input_side(vgg_cfg: list) -> int:
+    """The smallest side of a square input that leaves every detection level of the
+    network at least one cell (spec §2): the pools of ``vgg_cfg`` halve it, ``M``
+    flooring and ``C`` (ceil_mode) rounding up; of1..of4 follow pools 2..5, and the
+    strided extras convs (of5, of6) keep a side of 1 at 1. The paper's
+    ``M, M, C, M, M`` gives 28 (:class:`dainet.boxes.priors.PriorSpec` computes the
+    feature-map sizes the same way)."""
+    side = 1
+    for v in reversed(vgg_cfg):
+        if v == "M":
+            side *= 2
+        elif v == "C":
+            side = 2 * side - 1
+    return side
+
+
+def across_keys(data: dict) -> list[str]:
+    """The rules across keys, each message naming the key it refuses. Only keys present in
+    ``data`` and good by their own rule are compared (the others are reported as such).
+
+    - ``augment.image_size`` >= :func:`smallest_input_side` of ``model.vgg_cfg``: a smaller
+      training crop leaves a detection level without a cell, which training cannot use.
+    """
+    def good(dotted: str):
+        node: Any = data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node if rule(dotted).ok(node) else None
+
+    found = []
+    size, vgg_cfg = good("augment.image_size"), good("model.vgg_cfg")
+    if size is not None and vgg_cfg is not None:
+        side = smallest_input_side(vgg_cfg)
+        if size < side:
+            pools = ", ".join(v for v in vgg_cfg if isinstance(v, str))
+            found.append(f"augment.image_size: expected an integer >= {side}, the smallest training crop "
+                         f"that leaves every detection level at least one cell after the pools of "
+                         f"model.vgg_cfg ({pools}), got {size!r}")
+    return found
+
+
 def problems(data: dict, schema: Section = SCHEMA, path: str = "") -> list[str]:
-    """Every problem of a params tree, each ``"<dotted key>: <what is wrong>"``, in file order."""
+    """Every problem of a params tree, each ``"<dotted key>: <what is wrong>"``, in file order;
+    on the whole file (``schema`` :data:`SCHEMA`, no ``path``), then those across keys
+    (:func:`across_keys`)."""
     found = []
     for key, value in data.items():
         dotted = f"{path}.{key}" if path else str(key)
@@ -375,6 +422,8 @@ def problems(data: dict, schema: Section = SCHEMA, path: str = "") -> list[str]:
             tail = rule.problem(value)
             if tail is not None:
                 found.append(f"{dotted}: {tail}")
+    if schema is SCHEMA and not path:
+        found += across_keys(data)
     return found
 
 

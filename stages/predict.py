@@ -1,6 +1,6 @@
 """Stage `predict`: face detections of a trained DAI-Net / DSFD for an image set (spec §10).
 
-    python stages/predict.py --weights data/weights/model.ckpt (--list LIST | --images DIR) \
+    python -m stages.predict --weights data/weights/model.ckpt (--list LIST | --images DIR) \
         --out DIR --format wider|darkface [--single-scale] [--metrics FILE] [--params params.yaml]
 
 The variant (DAI-Net or the DSFD baseline) is the checkpoint's ``method``; the
@@ -11,9 +11,10 @@ the GPU when Jittor finds one, else on the CPU.
 Outputs: WIDER ``<out>/<event>/<image stem>.txt`` (the event is the image's folder,
 as in ``WIDER_val/images/<event>/<name>.jpg``); DARK FACE ``<out>/<image stem>.txt``.
 With ``--list`` only the list's image paths are used, not its boxes; with
-``--images`` every image file below DIR is. Unreadable images are reported and
-skipped; the stage fails when more than ``predict.max_skipped_images`` were (or when
-none could be read). ``--metrics``: images, skipped_images, seconds_per_image,
+``--images`` every image file below DIR is. Every image is decode-checked before
+any is predicted: unreadable ones are reported and skipped, and the stage fails before
+predicting or writing anything when more than ``predict.max_skipped_images`` are (or
+when none can be read). ``--metrics``: images, skipped_images, seconds_per_image,
 boxes_per_image, single_scale, method, device.
 
 Calls :func:`dainet.inference.predictor.predict`.

@@ -1,6 +1,6 @@
 """Stage ``prepare``: WIDER FACE annotations and DARK FACE labels -> list files.
 
-    python stages/prepare.py --out data/lists --metrics metrics/prepare.json
+    python -m stages.prepare --out data/lists --metrics metrics/prepare.json
         [--wider-root DIR] [--darkface-root DIR] [--train-list FILE] [--params params.yaml]
 
 Roots default to params ``data.wider_root`` / ``data.darkface_root``; a non-empty
@@ -8,6 +8,10 @@ Roots default to params ``data.wider_root`` / ``data.darkface_root``; a non-empt
 Every listed image is decoded once; files that are missing or cannot be decoded are
 left out, written to ``missing_images.txt`` / ``bad_images.txt`` and counted, and the
 stage fails when there are more than ``data.max_missing_images`` / ``data.max_bad_images``.
+Boxes entirely outside their image are dropped, boxes partly outside counted and kept
+(``dropped_outside_boxes``, ``partly_outside_boxes``); DARK FACE images without a label file
+are not listed but counted (``unlabelled_images``). Every count is in the metrics,
+totals and ``<split>_<count>``.
 
 Calls :func:`dainet.data.prepare.prepare_lists`.
 """
@@ -51,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     print("prepare: " + ", ".join(f"{n}.txt {s.stats.images} images / {s.stats.faces} faces"
                                   for n, s in splits.items())
           + f"; dropped {m['dropped_degenerate_boxes']} degenerate boxes, "
-            f"{m['dropped_empty_images']} empty images; {m['missing_images']} missing, "
-            f"{m['bad_images']} undecodable images")
+            f"{m['dropped_outside_boxes']} boxes outside their image, "
+            f"{m['dropped_empty_images']} empty images; kept {m['partly_outside_boxes']} boxes "
+            f"partly outside their image; {m['missing_images']} missing, {m['bad_images']} undecodable, "
+            f"{m['unlabelled_images']} unlabelled DARK FACE images (not listed)")
     return 0
 
 

@@ -176,3 +176,35 @@ def test_missing_darkface_prediction_files_are_counted_and_limited(tmp_path, par
     assert evaluate_main(argv[:-1] + [str(_limit(params, 2))]) == 0
     # recall 1/3 at precision 1: the two images without a file count as found nothing
     assert json.loads(out.read_text()) == pytest.approx({"ap": 1 / 3, "missing_predictions": 2})
+
+
+def test_scores_off_scale_and_inverted_boxes_exit_2_naming_file_and_line(tmp_path, params, capsys):
+    """One DARK FACE file's scores times 100 used to change AP silently through the set-wide
+    min-max normalisation; inverted boxes and negative sizes were scored too."""
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "labels" / "1.txt").write_text("2\n10 10 40 40\n100 100 120 120\n")
+    (tmp_path / "labels" / "2.txt").write_text("1\n5 5 25 25\n")
+    (tmp_path / "pred" / "1.txt").write_text("10 10 40 40 0.9\n300 300 320 320 0.7\n")
+    (tmp_path / "pred" / "2.txt").write_text("6 6 25 25 40\n")            # 0.4 times 100
+    out = tmp_path / "dark.json"
+    argv = ["darkface", "--pred", str(tmp_path / "pred"), "--labels", str(tmp_path / "labels"),
+            "--out", str(out), "--params", str(params)]
+    assert _run_error(argv, capsys) == (
+        f"error: {tmp_path / 'pred' / '2.txt'}:1: score 40 is outside [0, 1] (scores are probabilities; "
+        f"the evaluation normalises them over the whole set), got '6 6 25 25 40'")
+    (tmp_path / "pred" / "2.txt").write_text("6 6 25 25 0.4\n25 6 6 25 0.3\n")
+    assert _run_error(argv, capsys) == (f"error: {tmp_path / 'pred' / '2.txt'}:2: inverted box, x2 < x1 or "
+                                        f"y2 < y1 (x1 y1 x2 y2 score), got '25 6 6 25 0.3'")
+    assert not out.exists()
+
+    write_wider_gt(tmp_path / "gt", TINY_EVENTS, TINY_KEEPS)
+    pred = tmp_path / "wider"
+    for event, name, lines in (("0--Parade", "0_a", ["10 10 20 20 0.9", "60 10 -20 20 0.8"]),
+                               ("0--Parade", "0_b", []), ("1--Handshaking", "1_a", ["0 0 8 8 0.1"])):
+        (pred / event).mkdir(parents=True, exist_ok=True)
+        (pred / event / f"{name}.txt").write_text("\n".join([name, str(len(lines))] + lines) + "\n")
+    argv = ["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out), "--params", str(params)]
+    assert _run_error(argv, capsys) == (f"error: {pred / '0--Parade' / '0_a.txt'}:4: negative box width or "
+                                        f"height (x y w h score), got '60 10 -20 20 0.8'")
+    assert not out.exists()

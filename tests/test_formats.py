@@ -147,6 +147,19 @@ def test_darkface_prediction_round_trip(tmp_path):
     ("wider", "n\n", 2, "expected a box count after the image name"),
     ("darkface", "1 2 3 4 0.5\n1 2 3 4 x\n", 2, "expected 5 finite numbers, got '1 2 3 4 x'"),
     ("darkface", "1 2 3 4 0.5\n\n1 2 3 4 0.1\n", 2, "expected 5 finite numbers, got ''"),   # inner blank line
+    # boxes of negative size and scores off [0, 1] (evaluation used to take them; one file's
+    # scores times 100 moved every AP through the set-wide normalisation)
+    ("wider", "n\n2\n1 2 3 4 0.5\n1 2 -3 4 0.5\n", 4,
+     "negative box width or height (x y w h score), got '1 2 -3 4 0.5'"),
+    ("wider", "n\n1\n1 2 3 -0.5 0.5\n", 3, "negative box width or height"),
+    ("wider", "n\n1\n1 2 3 4 1.5\n", 3, "score 1.5 is outside [0, 1] (scores are probabilities; "
+                                          "the evaluation normalises them over the whole set), got '1 2 3 4 1.5'"),
+    ("wider", "n\n1\n1 2 3 4 -0.1\n", 3, "score -0.1 is outside [0, 1]"),
+    ("darkface", "1 2 3 4 0.5\n5 2 3 4 0.5\n", 2,
+     "inverted box, x2 < x1 or y2 < y1 (x1 y1 x2 y2 score), got '5 2 3 4 0.5'"),
+    ("darkface", "1 2 3 1.5 0.5\n", 1, "inverted box"),
+    ("darkface", "1 2 3 4 0.5\n1 2 3 4 90\n", 2, "score 90 is outside [0, 1]"),
+    ("darkface", "1 2 3 4 inf\n", 1, "expected 5 finite numbers"),
 ])
 def test_prediction_errors_name_file_and_line(tmp_path, fmt, body, line, words):
     path = tmp_path / ("0--P/a.txt" if fmt == "wider" else "a.txt")
@@ -156,6 +169,21 @@ def test_prediction_errors_name_file_and_line(tmp_path, fmt, body, line, words):
     with pytest.raises(UserError) as err:
         read(tmp_path)
     assert str(err.value).startswith(f"{path}:{line}: ") and words in str(err.value)
+
+
+def test_prediction_edge_values_accepted(tmp_path):
+    """Zero-size boxes and the scores 0 and 1 are valid; so is whatever the writers write."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("1 2 1 2 0\n-5 -5 3 4 1.000000\n")
+    assert predictions.read_darkface_predictions(tmp_path / "d")["a"].shape == (2, 5)
+    (tmp_path / "w" / "0--P").mkdir(parents=True)
+    (tmp_path / "w" / "0--P" / "a.txt").write_text("a\n2\n1 2 0 0 1\n-3 -4 5 6 0\n")
+    assert predictions.read_wider_predictions(tmp_path / "w")[("0--P", "a")].shape == (2, 5)
+    dets = np.array([[7.5, 8, 7.5, 8, 1.0], [3.0004, 2, 3.0001, 9, 0.0], [1, 2, 3, 4, 0.9999999]])
+    predictions.write_wider_prediction(tmp_path / "w2", "0--P", "a.jpg", dets)
+    predictions.write_darkface_prediction(tmp_path / "d2", "a.png", dets[:1])
+    assert predictions.read_wider_predictions(tmp_path / "w2")[("0--P", "a")].shape == (3, 5)
+    assert predictions.read_darkface_predictions(tmp_path / "d2")["a"].shape == (1, 5)
 
 
 def test_prediction_folder_missing_and_bad_detections(tmp_path):
@@ -178,3 +206,12 @@ def test_image_suffixes_defined_once_and_read_back(tmp_path):
     (tmp_path / "b.png").write_bytes(b"")
     with pytest.raises(images.ImageReadError, match=r"b.png: cannot read image \(empty file"):
         images.check_image(tmp_path / "b.png")
+
+
+@pytest.mark.parametrize("suffix, mode", [(".jpg", "RGB"), (".png", "RGB"), (".png", "I;16"), (".jpg", "L")])
+def test_check_image_gives_the_size_read_image_gives(tmp_path, suffix, mode):
+    """prepare fits boxes to this size: a JPEG's, decoded at 1/8 scale, is still the stored one."""
+    path = tmp_path / f"a{suffix}"
+    Image.new(mode, (83, 45)).save(path)
+    assert images.check_image(path) == (83, 45)
+    assert images.read_image(path).shape == (45, 83, 3)

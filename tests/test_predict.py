@@ -148,6 +148,36 @@ def test_predict_loop_writes_every_readable_image_and_skips_the_rest(tmp_path, c
     assert m["single_scale"] is True and m["seconds_per_image"] > 0
 
 
+def test_unreadable_images_fail_before_any_prediction(tmp_path, capsys):
+    """predict used to find an unreadable image only when it got to it, after predicting
+    (and writing) the others, and then failed with that partial output on disk."""
+    images = write_images(tmp_path / "img" / "ev", ["a.jpg", "b.png", "c.jpg"])
+    broken = tmp_path / "img" / "ev" / "z.jpg"
+    broken.write_bytes(images[0].read_bytes()[:-60])                 # a truncated JPEG, last in order
+    calls = []
+
+    def fake_detect(image):
+        calls.append(image.shape)
+        return np.array([[1, 2, 11, 22, 0.9]], np.float32)
+
+    run = [*images, broken]
+    with pytest.raises(UserError) as err:
+        predict_images(run, fake_detect, paper_predict(single_scale=True), tmp_path / "out", "darkface",
+                       max_skipped=0)
+    msg = str(err.value)
+    assert msg.startswith(f"1 of 4 images are unreadable, the first: {broken}: cannot read image (image file "
+                          f"is truncated") and "\n" not in msg
+    assert msg.endswith("; at most 0 allowed (predict.max_skipped_images); nothing was predicted")
+    assert calls == [] and not (tmp_path / "out").exists()
+    assert f"predict: skipped {broken}: cannot read image" in capsys.readouterr().err
+    # within the limit: the others are predicted, the progress bar counts only them
+    seen = []
+    stats = predict_images(run, fake_detect, paper_predict(single_scale=True), tmp_path / "out", "darkface",
+                           progress=lambda it: seen.append(len(it)) or it, max_skipped=1)
+    assert (stats.images, stats.skipped_images, seen) == (3, 1, [3])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "b.txt", "c.txt"]
+
+
 def test_empty_inputs_are_user_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
@@ -180,15 +210,16 @@ def test_predict_stage_fails_when_too_many_images_are_skipped(tmp_path, checkpoi
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
         return f"{exc.value.code} {err[-1] if err else ''}"
 
-    assert stage(0, lst) == (f"2 error: 1 of 2 images were skipped as unreadable, the first: {broken}: "
+    assert stage(0, lst) == (f"2 error: 1 of 2 images are unreadable, the first: {broken}: "
                              f"cannot read image (empty file (0 bytes)); at most 0 allowed "
-                             f"(predict.max_skipped_images)")
+                             f"(predict.max_skipped_images); nothing was predicted")
     assert not metrics.exists()
+    assert not (tmp_path / "pred").exists()    # checked before predicting: no partial output
     assert stage(1, lst) == "0 "
     assert json.loads(metrics.read_text())["skipped_images"] == 1
     only_broken = write_list_file(tmp_path / "broken.txt", [broken])
     assert stage(5, only_broken) == (f"2 error: no image could be read: all 1 were skipped, the first: "
-                                     f"{broken}: cannot read image (empty file (0 bytes))")
+                                     f"{broken}: cannot read image (empty file (0 bytes)); nothing was predicted")
 
 
 # ----------------------------------------------------------------- checkpoints / methods

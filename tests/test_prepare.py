@@ -42,7 +42,7 @@ def image_bytes(ext: str, hw=(12, 16)) -> bytes:
     return cv2.imencode(ext, pixels)[1].tobytes()
 
 
-JPG, PNG = image_bytes(".jpg"), image_bytes(".png")
+JPG, PNG = image_bytes(".jpg", (64, 64)), image_bytes(".png", (64, 64))   # every fixture box fits
 
 
 def make_wider(root: Path, text: str = TRAIN_GT, split: str = "train", images=None) -> Path:
@@ -74,7 +74,8 @@ def test_degenerate_boxes_and_empty_images_are_dropped(tmp_path):
     np.testing.assert_array_equal(split.entries[0].boxes_xywh, [[10, 10, 20, 20]])
     assert split.entries[0].image == str(tmp_path / "w" / "WIDER_train" / "images" / "0--Parade" / "a.jpg")
     assert vars(split.stats) == dict(images=2, faces=3, zero_face_images=1, dropped_degenerate_boxes=3,
-                                     dropped_empty_images=2, missing_images=0, bad_images=0)
+                                     dropped_outside_boxes=0, partly_outside_boxes=0, dropped_empty_images=2,
+                                     missing_images=0, bad_images=0, unlabelled_images=0)
 
 
 def test_missing_images_are_reported_and_limited(tmp_path):
@@ -184,6 +185,58 @@ def test_undecodable_images_are_reported_and_limited(tmp_path):
     assert (m["train_images"], m["missing_images"]) == (1, 0)
 
 
+def test_boxes_outside_the_image_are_dropped_and_partly_outside_counted(tmp_path):
+    """A face box entirely outside its image used to be listed as a face (training then
+    labelled padding as a face). Sizes come from the image check (64 x 48 here)."""
+    text = ("0--P/a.jpg\n6\n"
+            "1 1 5 5 0 0 0 0 0 0\n"          # inside: kept as is
+            "70 2 5 5 0 0 0 0 0 0\n"         # right of the image: dropped
+            "-10 1 5 5 0 0 0 0 0 0\n"        # left of it (x2 = -5): dropped
+            "64 1 3 3 0 0 0 0 0 0\n"         # starts at x = W: no overlap with [0, W), dropped
+            "60 40 10 10 0 0 0 0 0 0\n"      # partly outside: counted, kept as annotated
+            "-2 -3 5 6.5 0 0 0 0 0 0\n"      # partly outside: counted, kept as annotated
+            "0--P/b.jpg\n1\n10 48 5 5 0 0 0 0 0 0\n")   # below the image: the image goes too
+    root = make_wider(tmp_path / "w", text)
+    for name in ("a.jpg", "b.jpg"):
+        (prepare.wider_paths(root, "train")[1] / "0--P" / name).write_bytes(image_bytes(".jpg", (48, 64)))
+    make_wider(root, VAL_GT, "val")
+    dark = make_darkface(tmp_path / "d", {"1": "2\n10 20 30 60\n100 0 120 9\n", "2": "1\n-5 60 10 70\n"})
+    out = tmp_path / "lists"
+    splits = prepare.prepare_lists(root, dark, out)
+
+    train = read_list(out / "train.txt")
+    assert [Path(e.image).name for e in train] == ["a.jpg"]
+    np.testing.assert_array_equal(train[0].boxes_xywh, [[1, 1, 5, 5], [60, 40, 10, 10], [-2, -3, 5, 6.5]])
+    s = splits["train"].stats
+    assert (s.dropped_outside_boxes, s.partly_outside_boxes, s.dropped_empty_images) == (4, 2, 1)
+    assert (s.images, s.faces) == (1, 3)
+    dark_list = read_list(out / "dark.txt")                            # 64 x 64 images
+    assert [Path(e.image).name for e in dark_list] == ["1.png", "2.png"]
+    np.testing.assert_array_equal(dark_list[0].boxes_xywh, [[10, 20, 20, 40]])
+    np.testing.assert_array_equal(dark_list[1].boxes_xywh, [[-5, 60, 15, 10]])
+    m = prepare.metrics(splits)
+    assert (m["dropped_outside_boxes"], m["partly_outside_boxes"]) == (5, 3)
+    assert (m["train_dropped_outside_boxes"], m["train_partly_outside_boxes"], m["val_dropped_outside_boxes"],
+            m["dark_dropped_outside_boxes"], m["dark_partly_outside_boxes"]) == (4, 2, 0, 1, 1)
+    assert (m["train_faces"], m["dark_faces"], m["faces"]) == (3, 2, 6)
+
+
+def test_darkface_images_without_labels_are_counted(tmp_path):
+    """An image without its label file is not listed (it has no boxes): it used to go
+    uncounted, with the summary saying "0 missing"."""
+    dark = make_darkface(tmp_path / "d", {"1": "1\n1 1 9 9\n"}, images=["1", "2", "10"])
+    (dark / "image" / "10.jpg").write_bytes(JPG)                     # one stem, two files: one image
+    split = prepare.prepare_darkface(dark)
+    assert [Path(e.image).name for e in split.entries] == ["1.png"]
+    assert split.stats.unlabelled_images == 2
+    assert split.unlabelled == [str(dark / "image" / "2.png"), str(dark / "image" / "10.png")]
+    assert darkface.unlabelled_darkface_images(dark) == [dark / "image" / "2.png", dark / "image" / "10.png"]
+    root = make_wider(tmp_path / "w")
+    make_wider(root, VAL_GT, "val")
+    m = prepare.metrics(prepare.prepare_lists(root, dark, tmp_path / "lists"))
+    assert (m["unlabelled_images"], m["dark_unlabelled_images"], m["train_unlabelled_images"]) == (2, 2, 0)
+
+
 @pytest.mark.parametrize("text, line, words", [
     ("2\n1 2 3 4\n", 2, "does not match the 1 box lines"),
     ("1\n1 2 3 4\n5 6 7 8\n", 3, "does not match the 2 box lines"),
@@ -257,6 +310,20 @@ def test_stage_cli(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "l").iterdir()) == \
         ["bad_images.txt", "dark.txt", "missing_images.txt", "train.txt", "val.txt"]
     assert (m["bad_images"], m["train_bad_images"]) == (0, 0)
+    assert (m["dropped_outside_boxes"], m["partly_outside_boxes"], m["dark_unlabelled_images"]) == (0, 0, 0)
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.endswith("; dropped 3 degenerate boxes, 0 boxes outside their image, 2 empty images; "
+                            "kept 0 boxes partly outside their image; 0 missing, 0 undecodable, "
+                            "0 unlabelled DARK FACE images (not listed)")
+
+    (dark / "label" / "1.txt").write_text("2\n10 20 30 60\n70 0 80 9\n")   # the second right of the image
+    (dark / "image" / "2.png").write_bytes(PNG)                              # no label file
+    assert stage.main(args) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert (m["dark_dropped_outside_boxes"], m["dark_unlabelled_images"], m["dark_faces"]) == (1, 1, 1)
+    assert "dropped 3 degenerate boxes, 1 boxes outside their image, 2 empty images; kept 0 boxes partly " \
+        "outside their image; 0 missing, 0 undecodable, 1 unlabelled DARK FACE images (not listed)" \
+        in capsys.readouterr().out
 
     from dainet import cli
     bad = root / "WIDER_train" / "images" / "0--Parade" / "a.jpg"
@@ -285,4 +352,5 @@ def test_real_wider_val_counts(tmp_path):
     assert len(ann.read_text().splitlines()) == 3226 * 2 + 39704 + 4
     split = prepare.prepare_wider_split(tmp_path, "val", check_images=False)
     assert vars(split.stats) == dict(images=3222, faces=39697, zero_face_images=4, dropped_degenerate_boxes=7,
-                                     dropped_empty_images=4, missing_images=0, bad_images=0)
+                                     dropped_outside_boxes=0, partly_outside_boxes=0, dropped_empty_images=4,
+                                     missing_images=0, bad_images=0, unlabelled_images=0)

@@ -4,15 +4,18 @@ Writes ``<out>/train.txt`` and ``<out>/val.txt`` (train.txt from a ready-made li
 when one is given; both WIDER annotation files must exist otherwise), ``<out>/dark.txt``,
 ``<out>/missing_images.txt`` (one path a line) and ``<out>/bad_images.txt`` (``path<TAB>reason``
 a line: files that exist but cannot be decoded), both empty when nothing is wrong.
-Boxes with w <= 0 or h <= 0 are dropped, then images left without a box; list image
-paths are the image files as found under the given roots. Every listed image is
-decoded once here (:func:`dainet.formats.images.check_image`, the policy of the
-reader training and prediction use), so a list never holds an image they cannot read.
+Boxes with w <= 0 or h <= 0 are dropped; list image paths are the image files as found
+under the given roots. Every listed image is decoded once here
+(:func:`dainet.formats.images.check_image`, the policy of the reader training and
+prediction use), so a list never holds an image they cannot read; the same check gives
+each image's size, against which boxes entirely outside the image (no overlap with
+``[0, W) x [0, H)``) are dropped and boxes partly outside are counted, kept as annotated
+(the reference's lists keep them; the training crops clip them). Then
+images left without a box are dropped. DARK FACE images without a label file are not
+listed, only counted.
 """
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -21,8 +24,8 @@ import numpy as np
 
 from dainet.boxes.convert import xyxy_to_xywh
 from dainet.errors import UserError
-from dainet.formats.darkface import DarkFaceItem, read_darkface
-from dainet.formats.images import ImageReadError, check_image
+from dainet.formats.darkface import DarkFaceItem, read_darkface, unlabelled_darkface_images
+from dainet.formats.images import ImageReadError, check_images
 from dainet.formats.lists import ListEntry, read_list, write_list
 from dainet.formats.wider_txt import WiderRecord, read_wider_annotations
 from dainet.utils.fileio import write_text
@@ -37,9 +40,12 @@ class SplitStats:
     faces: int = 0
     zero_face_images: int = 0          # annotated with a count of 0
     dropped_degenerate_boxes: int = 0  # w <= 0 or h <= 0
+    dropped_outside_boxes: int = 0     # entirely outside the image (no overlap with it)
+    partly_outside_boxes: int = 0      # partly outside the image (kept as annotated)
     dropped_empty_images: int = 0      # no box left (zero-face images included)
     missing_images: int = 0            # image file not found (not listed)
     bad_images: int = 0                # image file found but not decodable (not listed)
+    unlabelled_images: int = 0         # DARK FACE image without a label file (not listed)
 
     def as_metrics(self, prefix: str = "") -> dict[str, int]:
         return {prefix + k: v for k, v in vars(self).items()}
@@ -53,6 +59,7 @@ class Split:
     stats: SplitStats
     missing: list[str] = field(default_factory=list)
     bad: list[ImageReadError] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
 
 
 def wider_paths(wider_root: str | Path, split: str) -> tuple[Path, Path]:
@@ -100,35 +107,38 @@ def drop_missing(entries: list[ListEntry], stats: SplitStats) -> tuple[list[List
     return kept, missing
 
 
-def image_problems(paths: list[str], progress: Callable[[Iterable], Iterable] = iter,
-                   workers: int | None = None) -> list[ImageReadError | None]:
-    """Decode-check every image (:func:`check_image`); per path the error, or None.
-
-    ``workers`` threads (default: the CPU count, at most 8; the decoders release the
-    GIL). ``progress`` wraps the iterable of results (e.g. ``tqdm``)."""
-    def one(path: str) -> ImageReadError | None:
-        try:
-            check_image(path)
-        except ImageReadError as exc:
-            return exc
-        return None
-
-    workers = workers or min(8, os.cpu_count() or 1)
-    if workers == 1:
-        return list(progress(map(one, paths)))
-    with ThreadPoolExecutor(workers) as pool:
-        return list(progress(pool.map(one, paths)))
-
-
 def drop_bad(entries: list[ListEntry], stats: SplitStats, progress: Callable[[Iterable], Iterable] = iter
-             ) -> tuple[list[ListEntry], list[ImageReadError]]:
-    """Remove entries whose image cannot be decoded; updates ``stats``."""
-    problems = image_problems([e.image for e in entries], progress)
-    bad = [p for p in problems if p is not None]
-    kept = [e for e, p in zip(entries, problems) if p is None]
+             ) -> tuple[list[ListEntry], list[ImageReadError], list[tuple[int, int]]]:
+    """Remove entries whose image cannot be decoded; updates ``stats``. Returns the kept
+    entries, the errors and the kept images' ``(width, height)``."""
+    results = check_images([e.image for e in entries], progress)
+    bad = [r for r in results if isinstance(r, ImageReadError)]
+    kept = [(e, r) for e, r in zip(entries, results) if not isinstance(r, ImageReadError)]
     stats.bad_images = len(bad)
+    stats.images, stats.faces = len(kept), sum(len(e.boxes_xywh) for e, _ in kept)
+    return [e for e, _ in kept], bad, [size for _, size in kept]
+
+
+def fit_to_images(entries: list[ListEntry], sizes: list[tuple[int, int]], stats: SplitStats
+                  ) -> list[ListEntry]:
+    """Drop the boxes entirely outside their image (no overlap with ``[0, W) x [0, H)``),
+    count those partly outside (kept as annotated), then drop the entries left without a
+    box; updates ``stats``. Expects boxes with w, h > 0 (:func:`drop_degenerate` first)."""
+    kept = []
+    for e, (width, height) in zip(entries, sizes):
+        x, y, w, h = e.boxes_xywh.astype(np.float64).T
+        outside = (x + w <= 0) | (y + h <= 0) | (x >= width) | (y >= height)
+        partly = ~outside & ((x < 0) | (y < 0) | (x + w > width) | (y + h > height))
+        stats.dropped_outside_boxes += int(outside.sum())
+        stats.partly_outside_boxes += int(partly.sum())
+        if outside.all():
+            stats.dropped_empty_images += 1
+        elif outside.any():
+            kept.append(ListEntry(e.image, e.boxes_xywh[~outside], e.labels[~outside], e.line))
+        else:
+            kept.append(e)
     stats.images, stats.faces = len(kept), sum(len(e.boxes_xywh) for e in kept)
-    return kept, bad
+    return kept
 
 
 Progress = Callable[[Iterable, str, int], Iterable]   # (iterable, split name, total) -> iterable
@@ -146,7 +156,8 @@ def _finish(name: str, source: Path, entries: list[ListEntry], check_images: boo
     if check_images:
         kept, missing = drop_missing(kept, stats)
         n = len(kept)
-        kept, bad = drop_bad(kept, stats, lambda it: progress(it, name, n))
+        kept, bad, sizes = drop_bad(kept, stats, lambda it: progress(it, name, n))
+        kept = fit_to_images(kept, sizes, stats)
     return Split(name, source, kept, stats, missing, bad)
 
 
@@ -169,8 +180,13 @@ def prepare_train_list(list_file: str | Path, check_images: bool = True,
 
 def prepare_darkface(darkface_root: str | Path, check_images: bool = True,
                      progress: Progress = _no_progress) -> Split:
+    """DARK FACE's labelled images; those without a label file are counted
+    (``unlabelled_images``) and named in :attr:`Split.unlabelled`, not listed."""
     root = Path(darkface_root)
-    return _finish("dark", root, darkface_entries(read_darkface(root)), check_images, progress)
+    split = _finish("dark", root, darkface_entries(read_darkface(root)), check_images, progress)
+    split.unlabelled = [str(p) for p in unlabelled_darkface_images(root)]
+    split.stats.unlabelled_images = len(split.unlabelled)
+    return split
 
 
 def _plural(n: int, word: str) -> str:

@@ -86,19 +86,36 @@ def read_darkface_labels(label_dir: str | Path) -> dict[str, np.ndarray]:
     return labels
 
 
-def read_darkface(root: str | Path) -> list[DarkFaceItem]:
-    """Every label file under ``<root>/label`` (natural order) with its image under
-    ``<root>/image`` (same stem; the first of ``IMAGE_SUFFIXES`` when several exist).
-    Images without a label file are not listed (the unlabelled part of DARK FACE); a
-    label without its image keeps the ``.png`` path so the caller can report it as
-    missing."""
-    root = Path(root)
-    label_dir, image_dir = root / "label", root / "image"
-    labels = _label_files(label_dir)
+def _image_files(image_dir: Path) -> dict[str, Path]:
+    """{stem: image file} of ``image_dir`` (the first of ``IMAGE_SUFFIXES`` when one stem
+    has several); empty when the folder does not exist."""
     files = [p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES] \
         if image_dir.is_dir() else []
     images: dict[str, Path] = {}
     for p in sorted(files, key=lambda p: (IMAGE_SUFFIXES.index(p.suffix.lower()), p.name)):
         images.setdefault(p.stem, p)
+    return images
+
+
+def read_darkface(root: str | Path) -> list[DarkFaceItem]:
+    """Every label file under ``<root>/label`` (natural order) with its image under
+    ``<root>/image`` (same stem; the first of ``IMAGE_SUFFIXES`` when several exist).
+    Images without a label file are not listed (the unlabelled part of DARK FACE:
+    :func:`unlabelled_darkface_images`); a label without its image keeps the ``.png``
+    path so the caller can report it as missing."""
+    root = Path(root)
+    label_dir, image_dir = root / "label", root / "image"
+    labels = _label_files(label_dir)
+    images = _image_files(image_dir)
     return [DarkFaceItem(images.get(label.stem, image_dir / f"{label.stem}.png"), label,
                          read_darkface_label(label)) for label in labels]
+
+
+def unlabelled_darkface_images(root: str | Path) -> list[Path]:
+    """The images under ``<root>/image`` without a label file of their stem under
+    ``<root>/label`` (natural order; one per stem), which :func:`read_darkface` leaves out."""
+    root = Path(root)
+    labelled = {p.stem for p in _label_files(root / "label")}
+    images = _image_files(root / "image")
+    return sorted((p for stem, p in images.items() if stem not in labelled),
+                  key=_natural_key)

@@ -27,7 +27,9 @@ named ``.jpg``), truncated -- a JPEG without its end (``ImageFile.LOAD_TRUNCATED
 stays False, so Pillow refuses what OpenCV would fill with grey), a PNG whose pixel
 data or final ``IEND`` chunk is cut off -- corrupt data the decoder rejects, and
 unsupported pixel modes. :func:`check_image` applies the same policy faster (JPEGs are
-decoded at 1/8 scale: every byte of the compressed data is still decoded).
+decoded at 1/8 scale: every byte of the compressed data is still decoded) and gives the
+image's size; :func:`check_images` checks many in threads (``prepare`` before listing
+images, ``predict`` before predicting any).
 
 The other way, :func:`to_uint8` is the one conversion of float pictures in [0, 1] to
 uint8 (the training pictures, the decomposition preview, the visualize stage's).
@@ -35,7 +37,9 @@ uint8 (the training pictures, the decomposition preview, the visualize stage's).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -82,8 +86,9 @@ def _check_png_end(path: str | Path, size: int) -> None:
             raise ImageReadError(path, "truncated PNG: no IEND chunk at the end of the file")
 
 
-def _decode(path: str | Path, full: bool) -> np.ndarray | None:
-    """The policy shared by :func:`read_image` (``full``) and :func:`check_image`."""
+def _decode(path: str | Path, full: bool) -> np.ndarray | tuple[int, int]:
+    """The policy shared by :func:`read_image` (``full``: the pixels) and
+    :func:`check_image` (the stored ``(width, height)``)."""
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:
@@ -98,12 +103,13 @@ def _decode(path: str | Path, full: bool) -> np.ndarray | None:
                 raise ImageReadError(path, f"unsupported pixel mode {im.mode!r}")
             if im.width == 0 or im.height == 0:
                 raise ImageReadError(path, f"image of size {im.width} x {im.height}")
+            width, height = im.width, im.height   # before draft(), which shrinks them
             if not full:
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))   # JPEG only
             im.load()   # decode now, inside the try: truncation surfaces here
             if im.format == "PNG":
                 _check_png_end(path, size)
-            return _to_rgb_uint8(im, path) if full else None
+            return _to_rgb_uint8(im, path) if full else (width, height)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -126,10 +132,30 @@ def read_image(path: str | Path) -> np.ndarray:
     return rgb
 
 
-def check_image(path: str | Path) -> None:
-    """Raise :class:`ImageReadError` when :func:`read_image` would; return None otherwise.
+def check_image(path: str | Path) -> tuple[int, int]:
+    """Raise :class:`ImageReadError` when :func:`read_image` would; otherwise return the
+    image's ``(width, height)`` in pixels, the size :func:`read_image` gives.
 
     Faster than reading: a JPEG is decoded at 1/8 scale (libjpeg's DCT scaling still
     entropy-decodes all of its data, so truncated or corrupt data fails the same way).
     """
-    _decode(path, full=False)
+    return _decode(path, full=False)
+
+
+def check_images(paths: Sequence[str | Path], progress: Callable[[Iterable], Iterable] = iter,
+                 workers: int | None = None) -> list[ImageReadError | tuple[int, int]]:
+    """:func:`check_image` every path; per path, in order, the error or the ``(width, height)``.
+
+    ``workers`` threads (default: the CPU count, at most 8; the decoders release the
+    GIL). ``progress`` wraps the iterable of results (e.g. ``tqdm``)."""
+    def one(path: str | Path) -> ImageReadError | tuple[int, int]:
+        try:
+            return check_image(path)
+        except ImageReadError as exc:
+            return exc
+
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers == 1 or len(paths) <= 1:
+        return list(progress(map(one, paths)))
+    with ThreadPoolExecutor(workers) as pool:
+        return list(progress(pool.map(one, paths)))

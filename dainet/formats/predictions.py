@@ -23,7 +23,11 @@ scores and thresholds them on a 1/1000 grid; ``%.3f`` would merge distinct score
 Reading (the evaluators): a WIDER file must hold the name line, the count and exactly
 that many ``x y w h score`` lines; a DARK FACE file any number of ``x1 y1 x2 y2 score``
 lines (empty: no detections). Trailing blank lines are ignored; every malformed line
-is a :class:`UserError` naming the file and its line.
+is a :class:`UserError` naming the file and its line. So is a box of negative width or
+height (WIDER ``w < 0`` or ``h < 0``; DARK FACE ``x2 < x1`` or ``y2 < y1``; a zero-size
+box is accepted) and a score outside [0, 1]: the detector's scores are probabilities, and
+the evaluation min-max normalises scores over the whole set, so one file on another
+scale would silently change every AP. What the writers above write always passes.
 """
 from __future__ import annotations
 
@@ -112,13 +116,38 @@ def read_wider_prediction_file(path: str | Path) -> np.ndarray:
     box_lines = lines[2:]
     if len(box_lines) != n:
         raise UserError(f"{path}:2: count says {n} boxes but {len(box_lines)} box lines follow")
-    return parse_number_rows(box_lines, 5, path, first_lineno=3)
+    return _checked(parse_number_rows(box_lines, 5, path, first_lineno=3), box_lines, path, 3, xyxy=False)
 
 
 def read_darkface_prediction_file(path: str | Path) -> np.ndarray:
     """One DARK FACE prediction file -> ``[K, 5]`` float64 (x1, y1, x2, y2, score), file
     order; an empty file gives K = 0."""
-    return parse_number_rows(content_lines(path, "prediction file"), 5, path, first_lineno=1)
+    lines = content_lines(path, "prediction file")
+    return _checked(parse_number_rows(lines, 5, path, first_lineno=1), lines, path, 1, xyxy=True)
+
+
+def _checked(rows: np.ndarray, lines: list[str], path: str | Path, first_lineno: int,
+             xyxy: bool) -> np.ndarray:
+    """``rows`` (parsed from ``lines``, the first at ``first_lineno``), or a
+    :class:`UserError` at the first line whose box has a negative width or height or
+    whose score is outside [0, 1]."""
+    if xyxy:
+        bad_box = (rows[:, 2] < rows[:, 0]) | (rows[:, 3] < rows[:, 1])
+    else:
+        bad_box = (rows[:, 2] < 0) | (rows[:, 3] < 0)
+    bad_score = (rows[:, 4] < 0) | (rows[:, 4] > 1)
+    bad = np.flatnonzero(bad_box | bad_score)
+    if bad.size:
+        k = int(bad[0])
+        where, text = f"{path}:{first_lineno + k}", lines[k].strip()
+        if bad_box[k]:
+            what = ("inverted box, x2 < x1 or y2 < y1 (x1 y1 x2 y2 score)" if xyxy
+                    else "negative box width or height (x y w h score)")
+        else:
+            what = (f"score {rows[k, 4]:g} is outside [0, 1] (scores are probabilities; the "
+                    f"evaluation normalises them over the whole set)")
+        raise UserError(f"{where}: {what}, got {text!r}")
+    return rows
 
 
 def _folder(pred_dir: str | Path) -> Path:

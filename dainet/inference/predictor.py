@@ -9,9 +9,10 @@
       -> dainet.boxes.detect with the second-shot priors of an h x w input
       -> [K, 5] (x1, y1, x2, y2 in that image's pixels, score)
 
-:func:`predict_images` runs it over an image set (each image read once, unreadable
-ones reported and counted) and writes WIDER or DARK FACE prediction files;
-:func:`check_skipped` fails a run that skipped more images than allowed;
+:func:`predict_images` runs it over an image set and writes WIDER or DARK FACE
+prediction files: every image is decode-checked first, so unreadable ones are reported
+and counted -- and too many of them fail the run -- before any image is predicted or
+any file written; :func:`check_skipped` fails a run that skipped more images than allowed;
 :func:`predict` is the `predict` stage (stages/predict.py calls it), and
 :func:`detector_from_params` the network the `visualize` stage draws with.
 
@@ -36,7 +37,7 @@ from dainet.boxes.convert import normalised_to_pixels
 from dainet.boxes.detect import detect
 from dainet.boxes.priors import PriorSpec
 from dainet.errors import UserError
-from dainet.formats.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from dainet.formats.images import IMAGE_SUFFIXES, ImageReadError, check_images, read_image
 from dainet.formats.lists import read_list
 from dainet.formats.predictions import FORMATS, write_darkface_prediction, write_wider_prediction
 from dainet.inference.multiscale import DetectFn, MultiScaleConfig, multi_scale_detect
@@ -183,13 +184,24 @@ class PredictStats:
                 "boxes_per_image": round(self.boxes / n, 3), "single_scale": bool(single_scale)}
 
 
+def _skip(stats: PredictStats, exc: ImageReadError) -> None:
+    print(f"predict: skipped {exc}", file=sys.stderr)
+    stats.skipped_images += 1
+    stats.skipped.append(exc)
+
+
 def predict_images(images: list[Path], detect_fn: DetectFn, cfg: MultiScaleConfig, out_dir: str | Path,
-                   fmt: str, progress: Callable[[Iterable], Iterable] = iter) -> PredictStats:
+                   fmt: str, progress: Callable[[Iterable], Iterable] = iter,
+                   max_skipped: int | None = None) -> PredictStats:
     """Detect faces in every image (multi-scale per ``cfg``) and write one file per image.
 
-    An unreadable image is reported on stderr (path and reason), counted in
-    ``skipped_images`` and writes no file. ``progress`` wraps the image iterable
-    (e.g. ``tqdm``). Seconds include Jittor's compile of new input shapes.
+    Every image is decode-checked first (:func:`~dainet.formats.images.check_images`,
+    the policy of the reader): an unreadable image is reported on stderr (path and
+    reason), counted in ``skipped_images`` and writes no file. More than ``max_skipped``
+    of them (None: no limit), or no readable image at all, is a :class:`UserError`
+    (:func:`check_skipped`) raised before any image is predicted or any file written.
+    ``progress`` wraps the iterable of readable images (e.g. ``tqdm``). Seconds include
+    Jittor's compile of new input shapes.
     """
     if not images:
         raise UserError("no images to predict")
@@ -197,14 +209,21 @@ def predict_images(images: list[Path], detect_fn: DetectFn, cfg: MultiScaleConfi
         raise UserError(f"unknown prediction format {fmt!r} (expected {'|'.join(FORMATS)})")
     check_unique_outputs(images, fmt)
     stats = PredictStats()
-    for image in progress(images):
+    readable = []
+    for image, result in zip(images, check_images(images)):
+        if isinstance(result, ImageReadError):
+            _skip(stats, result)
+        else:
+            readable.append(image)
+    if stats.skipped_images:
+        check_skipped(stats, len(images) if max_skipped is None else max_skipped, total=len(images),
+                      before=True)
+    for image in progress(readable):
         start = time.perf_counter()
         try:
-            rgb = read_image(image)
+            rgb = read_image(image)   # checked above; fails only if the file changed since
         except ImageReadError as exc:
-            print(f"predict: skipped {exc}", file=sys.stderr)
-            stats.skipped_images += 1
-            stats.skipped.append(exc)
+            _skip(stats, exc)
             continue
         dets = multi_scale_detect(rgb, detect_fn, cfg)
         write_prediction(out_dir, image, dets, fmt)
@@ -214,15 +233,22 @@ def predict_images(images: list[Path], detect_fn: DetectFn, cfg: MultiScaleConfi
     return stats
 
 
-def check_skipped(stats: PredictStats, max_skipped: int) -> None:
+def check_skipped(stats: PredictStats, max_skipped: int, total: int | None = None,
+                  before: bool = False) -> None:
     """Fail (UserError) when more than ``max_skipped`` images were skipped as unreadable
-    (params ``predict.max_skipped_images``), or when no image could be read at all."""
+    (params ``predict.max_skipped_images``), or when no image could be read at all.
+    ``total``: the images of the run (default: skipped + predicted); ``before``: the
+    check before predicting (the message says that nothing was predicted)."""
     n = stats.skipped_images
+    total = n + stats.images if total is None else total
+    after = "; nothing was predicted" if before else ""
     if n > max_skipped:
-        raise UserError(f"{n} of {n + stats.images} images were skipped as unreadable, the first: "
-                        f"{stats.skipped[0]}; at most {max_skipped} allowed (predict.max_skipped_images)")
-    if n and not stats.images:
-        raise UserError(f"no image could be read: all {n} were skipped, the first: {stats.skipped[0]}")
+        raise UserError(f"{n} of {total} images {'are' if before else 'were skipped as'} unreadable, the first: "
+                        f"{stats.skipped[0]}; at most {max_skipped} allowed (predict.max_skipped_images)"
+                        + after)
+    if n and n == total:
+        raise UserError(f"no image could be read: all {n} were skipped, the first: {stats.skipped[0]}"
+                        + after)
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -250,6 +276,6 @@ def predict(params: Section, weights: str | Path, out_dir: str | Path, fmt: str,
         cfg = dataclasses.replace(cfg, single_scale=True)
     images = list_images(list_path) if list_path else folder_images(images_dir)
     _, method, device, detect_fn = detector_from_params(params, weights, cfg)
-    stats = predict_images(images, detect_fn, cfg, out_dir, fmt, progress=progress)
-    check_skipped(stats, max_skipped)
+    stats = predict_images(images, detect_fn, cfg, out_dir, fmt, progress=progress, max_skipped=max_skipped)
+    check_skipped(stats, max_skipped)   # images that became unreadable after the check
     return {**stats.metrics(cfg.single_scale), "method": method, "device": device}
