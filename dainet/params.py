@@ -23,6 +23,7 @@ PyYAML's plain ``safe_load`` follows YAML 1.1 and reads ``5e-4`` as the string '
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -79,10 +80,12 @@ def _is_int(v) -> bool:
 class Section:
     """One mapping of params.yaml, addressed by its dotted path for messages."""
 
-    def __init__(self, data: dict, path: str, source: str):
+    def __init__(self, data: dict, path: str, source: str, reads: set | None = None):
         if not isinstance(data, dict):
             raise ParamError(f"{source}: {path or '<top>'}: expected a mapping, got {data!r}")
         self._data, self.path, self.source = data, path, source
+        # the dotted keys (a section's path: all of it) read through this file's sections
+        self.reads: set[str] = set() if reads is None else reads
 
     def _name(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -91,6 +94,7 @@ class Section:
         raise ParamError(f"{self.source}: {self._name(key)}: expected {what}, got {val!r}")
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
+        self.reads.add(self._name(key))
         if key not in self._data:
             if default is _MISSING:
                 raise ParamError(f"{self.source}: missing key '{self._name(key)}'")
@@ -98,16 +102,21 @@ class Section:
         return self._data[key]
 
     def __contains__(self, key: str) -> bool:
+        self.reads.add(self._name(key))
         return key in self._data
 
     def keys(self):
+        self.reads.add(self.path)
         return self._data.keys()
 
     def to_dict(self) -> dict:
+        self.reads.add(self.path)
         return dict(self._data)
 
     def section(self, key: str) -> "Section":
-        return Section(self.raw(key), self._name(key), self.source)
+        if key not in self._data:
+            raise ParamError(f"{self.source}: missing key '{self._name(key)}'")
+        return Section(self._data[key], self._name(key), self.source, self.reads)
 
     def int(self, key: str, default: Any = _MISSING) -> int:
         v = self.raw(key, default)
@@ -249,7 +258,7 @@ class Section:
                 return {k: self._convert(x, args[1], f"{name}.{k}") for k, x in v.items()}
         elif dataclasses.is_dataclass(kind):
             if isinstance(v, dict):
-                return Section(v, name, self.source).load(kind)
+                return Section(v, name, self.source, self.reads).load(kind)
             fields = [f for f in dataclasses.fields(kind) if f.init]
             if isinstance(v, list) and len(v) == len(fields):
                 hints = typing.get_type_hints(kind)
@@ -338,22 +347,113 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ParamError(f"{source}: not valid YAML ({exc})") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Section:
-    """Read and check a params file: every key known, every value of its type and range."""
-    path = Path(path)
+def _read_tree(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ParamError(f"{path}: cannot read params file ({exc.strerror})") from None
     data = parse_yaml(text, str(path))
-    if data is None:
-        data = {}
+    return {} if data is None else data
+
+
+# the files load_params read in this process, each with its values then and what was read of them
+_LOADED: list[tuple[Path, Section]] = []
+
+
+def load_params(path: str | Path = "params.yaml") -> Section:
+    """Read and check a params file: every key known, every value of its type and range.
+    The values read are remembered for :func:`changed_under_us`."""
+    path = Path(path)
+    data = _read_tree(path)
     top = Section(data, "", str(path))   # refuses a file that is not a mapping
     found = schema.problems(data)
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise ParamError(f"{path}: {found[0]}{more}")
+    _LOADED.append((path, Section(copy.deepcopy(data), "", str(path), top.reads)))
     return top
+
+
+def forget_loaded() -> None:
+    """Start a new record of the params files read (:func:`changed_under_us`)."""
+    _LOADED.clear()
+
+
+_ABSENT = object()
+
+
+def _at(tree: Any, dotted: str) -> Any:
+    for part in dotted.split(".") if dotted else ():
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def _shown(value: Any) -> str:
+    return "absent" if value is _ABSENT else repr(value)
+
+
+def changed_under_us() -> str | None:
+    """None when every params value this process read (through :func:`load_params`) is still
+    the file's; else one line naming the keys that changed since (DVC records a stage's
+    params from the file once the stage has finished: these would be recorded, not used)."""
+    for path, then in _LOADED:
+        try:
+            now = _read_tree(path)
+        except ParamError as exc:
+            return f"{path} changed while this stage ran and is no longer readable ({exc})"
+        keys = sorted(set().union(*(_changed_keys(_at(then._data, k), _at(now, k), k) for k in then.reads)))
+        if keys:
+            shown = "; ".join(f"{k}: {_shown(_at(then._data, k))} -> {_shown(_at(now, k))}" for k in keys[:5])
+            more = f" (and {len(keys) - 5} more)" if len(keys) > 5 else ""
+            return (f"{path} changed while this stage ran ({shown}{more}); its outputs are of the values it "
+                    "read, not of those DVC would record: run it again")
+    return None
+
+
+def _changed_keys(a: Any, b: Any, path: str = "") -> set[str]:
+    """The dotted leaf keys whose values differ between two params trees."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return {path} if _shown(a) != _shown(b) else set()
+    out = set()
+    for key in a.keys() | b.keys():
+        dotted = f"{path}.{key}" if path else str(key)
+        out |= _changed_keys(a.get(key, _ABSENT), b.get(key, _ABSENT), dotted)
+    return out
+
+
+# the params keys that name inputs of the pipeline, files or folders (an empty value: not used)
+INPUT_KEYS = ("data.wider_root", "data.wider_gt_dir", "data.darkface_root", "data.train_list",
+              "convert.vgg_src", "convert.dainet_src", "train_decomp.src")
+
+
+def missing_inputs(top: Section, made: list[str | Path]) -> list[str]:
+    """``"<key>: <path> does not exist"`` for each input of :data:`INPUT_KEYS` that is
+    neither on disk nor inside ``made`` (the outputs a stage of the pipeline writes)."""
+    made = [Path(m) for m in made]
+    found = []
+    for dotted in INPUT_KEYS:
+        section, _, key = dotted.rpartition(".")
+        value = top.section(section).str(key)
+        if not value or Path(value).exists():
+            continue
+        if any(m == Path(value) or m in Path(value).parents for m in made):
+            continue
+        found.append(f"{dotted}: {value} does not exist (and no stage of the pipeline makes it)")
+    return found
+
+
+def pipeline_outputs(dvc_yaml: str | Path) -> list[str]:
+    """Every path a stage of the pipeline file ``dvc_yaml`` writes (outs, metrics, plots)."""
+    dvc_yaml = Path(dvc_yaml)
+    try:
+        text = dvc_yaml.read_text()
+    except OSError as exc:
+        raise UserError(f"{dvc_yaml}: cannot read ({exc.strerror})") from None
+    stages = (parse_yaml(text, str(dvc_yaml)) or {}).get("stages", {})
+    return [o if isinstance(o, str) else next(iter(o)) for stage in stages.values()
+            for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
 
 
 def write_overrides(path: str | Path, overrides: dict | None = None,
@@ -361,11 +461,7 @@ def write_overrides(path: str | Path, overrides: dict | None = None,
     """Write ``base`` to ``path`` with dotted-key overrides, as ``dvc exp run -S train.lr=...``
     does: ``{"train.lr": 1e-3}``. Every key must exist in ``base`` (a ParamError otherwise)."""
     base, path = Path(base), Path(path)
-    try:
-        text = base.read_text()
-    except OSError as exc:
-        raise ParamError(f"{base}: cannot read params file ({exc.strerror})") from None
-    tree = parse_yaml(text, str(base))
+    tree = _read_tree(base)
     for dotted, value in (overrides or {}).items():
         *parents, last = dotted.split(".")
         node = tree

@@ -2,7 +2,7 @@
 
 DVC stage form (kind and source from params ``convert``)::
 
-    python stages/convert_weights.py --dst data/weights/init.ckpt --metrics metrics/convert.json \
+    python -m stages.convert_weights --dst data/weights/init.ckpt --metrics metrics/convert.json \
         [--params params.yaml]
 
 ``convert.dainet_src`` non-empty: convert that whole DAI-Net checkpoint (kind ``dainet``);
@@ -11,7 +11,7 @@ else ``convert.vgg_src`` non-empty: the VGG16 backbone file on a seeded initiali
 
 Manual form, one published file (``--metrics`` optional)::
 
-    python stages/convert_weights.py --kind vgg|decomp|dainet --src FILE.pth --dst FILE \
+    python -m stages.convert_weights --kind vgg|decomp|dainet --src FILE.pth --dst FILE \
         [--metrics FILE.json] [--params params.yaml]
 
 Seeded initialisation (spec §9): every conv Xavier-uniform with zero bias, L2Norm weights

@@ -1,8 +1,8 @@
 """Stage `evaluate`: WIDER FACE val / DARK FACE AP under the official WIDER scheme (spec §12).
 
-    python stages/evaluate.py wider --pred DIR --gt DIR --out metrics/wider.json \
+    python -m stages.evaluate wider --pred DIR --gt DIR --out metrics/wider.json \
         [--curves-dir plots] [--params params.yaml]
-    python stages/evaluate.py darkface --pred DIR --labels DIR --out metrics/darkface.json \
+    python -m stages.evaluate darkface --pred DIR --labels DIR --out metrics/darkface.json \
         [--curves-dir plots] [--params params.yaml]
 
 Writes {"easy", "medium", "hard"} (WIDER) or {"ap"} (DARK FACE) as fractions, then

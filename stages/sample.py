@@ -1,6 +1,6 @@
 """Stage ``sample``: render the embedded miniature WIDER FACE and DARK FACE releases.
 
-    python stages/sample.py --out data/sample [--params params.yaml] [--workers N]
+    python -m stages.sample --out data/sample [--params params.yaml] [--workers N]
 
 Calls :func:`dainet.data.sample.write_sample`.
 """

@@ -1,11 +1,13 @@
 """Stage `train`: DAI-Net joint training (spec §9), or the DSFD baseline (`train.method: dsfd`).
 
-    python stages/train.py --train-list data/lists/train.txt --val-list data/lists/val.txt \
+    python -m stages.train --train-list data/lists/train.txt --val-list data/lists/val.txt \
         --init data/weights/init.ckpt --decomp data/weights/decomp.ckpt \
-        --checkpoints data/train --out data/weights/model.ckpt \
+        --checkpoints runs/train --out data/weights/model.ckpt \
         --metrics metrics/train.json --plots plots/train [--params params.yaml]
 
-Resumable: ``--checkpoints`` (a DVC ``persist`` output) holds one folder per run,
+Resumable: ``--checkpoints`` (no DVC output, so no DVC command deletes it; in an experiment
+copy under ``.dvc/tmp/exps/``, the workspace's: :mod:`dainet.training.runstate`) holds one
+folder per run, locked while a process trains it,
 ``<fingerprint>/`` -- the hash of what decides the optimisation path: the params that
 shape it (not the log / picture / checkpoint intervals, device or workers; ``max_iter``
 only under the cosine schedule), the input weights and lists, the process count --
@@ -13,10 +15,11 @@ with ``last.ckpt`` (weights, momentum, counters) and ``prev.ckpt`` before it,
 ``iter_<n>.ckpt``, ``best.ckpt`` and the log history (see
 :class:`dainet.training.joint.Checkpoints`). Re-running after an interruption continues
 the run of these params; a raised ``max_iter`` continues it too. SIGTERM or Ctrl-C
-finish the current iteration, save ``last.ckpt`` and exit with status 143 / 130.
+finish the current iteration, save ``last.ckpt`` and exit with status 143 / 130; so does
+the end of the process that started the stage (``dvc repro`` killed), status 129.
 Multi-GPU: ``train.processes`` N > 1 makes this script run itself under ``mpirun -np N``
 (``train.mpi_hostfile`` for several machines; :mod:`dainet.training.launch`), as a hand-made
-``mpirun -np N python stages/train.py ...`` does (Jittor MPI; rank 0 writes).
+``mpirun -np N python -m stages.train ...`` does (Jittor MPI; rank 0 writes).
 
 Calls :func:`dainet.training.stage.train` (the loop itself: :func:`dainet.training.joint.fit`).
 """
@@ -26,8 +29,9 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
-from dainet.cli import run
+from dainet.cli import leave_now, run
 from dainet.params import load_params
 
 
@@ -49,7 +53,8 @@ def main(argv=None) -> int:
         hostfile = section.str("mpi_hostfile")
         launch.check_devices(processes, hostfile, section.str("device"), int(configure().facts.get("gpus", 0)))
         cmd = launch.mpirun_command(processes, hostfile, list(sys.argv[1:] if argv is None else argv),
-                                    os.path.abspath(__file__), as_root=os.geteuid() == 0)
+                                    "stages.train", str(Path(__file__).resolve().parents[1]),
+                                    as_root=os.geteuid() == 0)
         print(f"train: {processes} processes: {' '.join(cmd)}", flush=True)
         return launch.run_under_mpi(cmd)
     # Jittor (and every module that imports it) only now: bad params fail before it compiles anything
@@ -63,7 +68,9 @@ def main(argv=None) -> int:
         if result.is_main:
             print(f"train: stopped by {signal.Signals(state.stopped_by).name} after iteration {state.iteration}; "
                   f"{result.checkpoints.last} holds it, run the stage again to continue", file=sys.stderr)
-        return 128 + state.stopped_by
+        # the state is saved: leave now, as exit handlers may wait for ever on workers (Jittor's
+        # compile pool) that the same Ctrl-C to the process group ended
+        leave_now(128 + state.stopped_by)
     if not result.is_main:
         return 0
     if args.stop_after is not None and state.iteration < result.total and state.iteration == args.stop_after:

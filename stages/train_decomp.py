@@ -1,6 +1,6 @@
 """Stage `train_decomp`: the frozen Retinex decomposition network of DAI-Net (spec §6).
 
-    python stages/train_decomp.py --train-list data/lists/train.txt --val-list data/lists/val.txt \
+    python -m stages.train_decomp --train-list data/lists/train.txt --val-list data/lists/val.txt \
         --out data/weights/decomp.ckpt --metrics metrics/decomp.json --plots plots/decomp \
         [--src decomp.pth] [--params params.yaml]
 

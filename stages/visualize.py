@@ -1,6 +1,6 @@
 """Stage `visualize`: detections, reflectance and feature maps of a trained model, as PNGs.
 
-    python stages/visualize.py --weights data/weights/model.ckpt --clean-list data/lists/val.txt \
+    python -m stages.visualize --weights data/weights/model.ckpt --clean-list data/lists/val.txt \
         --dark-list data/lists/dark.txt --out plots/visualize [--params params.yaml]
 
 For the first ``visualize.n_images`` images of each list (the predict stage's test, params

@@ -23,9 +23,10 @@ def stages() -> dict:
 
 
 def stage_script(stage: dict) -> str:
-    found = re.findall(r"\bstages/\w+\.py\b", stage["cmd"])
-    assert len(found) == 1, f"cmd names no single stage script: {stage['cmd']!r}"
-    return found[0]
+    # run as a module of the checkout (`python -m`): the cwd, not the editable install, gives `dainet`
+    found = re.findall(r"\bpython -m stages\.(\w+)\b", stage["cmd"])
+    assert len(found) == 1, f"cmd runs no single stage module: {stage['cmd']!r}"
+    return f"stages/{found[0]}.py"
 
 
 # ---------------------------------------------------------------- the static import closure

@@ -21,18 +21,20 @@ from helpers import train_args
 def test_the_mpirun_command_carries_the_stage_arguments(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("gpu1 slots=8\ngpu2 slots=8\n")
-    cmd = launch.mpirun_command(4, str(hosts), ["--out", "m.ckpt"], "/p/stages/train.py", as_root=True,
-                                which=lambda _: "/usr/bin/mpirun")
+    cmd = launch.mpirun_command(4, str(hosts), ["--out", "m.ckpt"], "stages.train", "/p", as_root=True,
+                                which=lambda _: "/usr/bin/mpirun", env={"PYTHONPATH": "/x"})
     assert cmd == ["/usr/bin/mpirun", "-np", "4", "--hostfile", str(hosts), "--allow-run-as-root",
-                   sys.executable, "/p/stages/train.py", "--out", "m.ckpt"]
-    assert "--allow-run-as-root" not in launch.mpirun_command(2, "", [], "s.py", False, which=lambda _: "mpirun")
+                   "-x", f"PYTHONPATH=/p{os.pathsep}/x", sys.executable, "-m", "stages.train", "--out", "m.ckpt"]
+    cmd = launch.mpirun_command(2, "", [], "stages.train", "/p", False, which=lambda _: "mpirun", env={})
+    assert "--allow-run-as-root" not in cmd and "PYTHONPATH=/p" in cmd
 
 
 def test_missing_mpirun_or_hostfile_is_a_params_error(tmp_path):
     with pytest.raises(UserError, match=r"^params train.processes is 2 but mpirun is not installed"):
-        launch.mpirun_command(2, "", [], "s.py", False, which=lambda _: None)
+        launch.mpirun_command(2, "", [], "stages.train", "/p", False, which=lambda _: None)
     with pytest.raises(UserError, match=r"^params train.mpi_hostfile: .*hosts: no such file$"):
-        launch.mpirun_command(2, str(tmp_path / "hosts"), [], "s.py", False, which=lambda _: "mpirun")
+        launch.mpirun_command(2, str(tmp_path / "hosts"), [], "stages.train", "/p", False,
+                              which=lambda _: "mpirun")
 
 
 def test_one_machines_cuda_ranks_need_a_gpu_each():
@@ -85,7 +87,8 @@ def run_group(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProce
 def test_the_train_stage_runs_two_processes_from_the_params(tmp_path, tiny_data, weights):
     """What `dvc repro` runs (dvc.yaml's train cmd) with train.processes 2: two ranks train,
     rank 0 alone writes the model, the metrics and the curve."""
-    params = write_params(tmp_path / "params.yaml", {"train.processes": 2, "train.max_iter": 2},
+    params = write_params(tmp_path / "params.yaml", {"train.processes": 2, "train.max_iter": 2,
+                                                                "train.clean_warmup_iters": 1},
                           base=tiny_data["params"])
     r = run_group([sys.executable, str(ROOT / "stages" / "train.py"),
                    *train_args(tiny_data, weights, tmp_path, params)], timeout=900, env=dict(os.environ, **MPI_ENV))

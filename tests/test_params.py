@@ -218,6 +218,9 @@ BAD = [   # (key, value, message after "<file>: ")
     ("priors.variances", [0.1, 0], "priors.variances: expected a list of 2 numbers > 0, got [0.1, 0]"),
     ("augment.flip_prob", 1.5, "augment.flip_prob: expected a number in [0, 1], got 1.5"),
     ("augment.image_size", 0, "augment.image_size: expected an integer >= 1, got 0"),
+    ("augment.image_size", 7, "augment.image_size: expected an integer >= 28, the smallest training crop that "
+                              "leaves every detection level at least one cell after the pools of model.vgg_cfg "
+                              "(M, M, C, M, M), got 7"),
     ("augment.anchor_pad", "bottom", "augment.anchor_pad: expected one of all_sides|top_left, got 'bottom'"),
     ("augment.contrast_range", [1.5, 0.5], "augment.contrast_range: expected [low, high] with low <= high, "
                                            "numbers >= 0, got [1.5, 0.5]"),
@@ -243,6 +246,52 @@ def test_bad_value_is_refused_by_load_params_naming_key_and_range(tmp_path, key,
     with pytest.raises(ParamError) as exc:
         load_params(p)
     assert str(exc.value) == f"{p}: {message}"
+
+
+@pytest.mark.parametrize("size, ok", [(27, False), (28, True), (29, True), (128, True), (640, True)])
+def test_training_crop_too_small_for_the_backbone_names_augment_image_size(tmp_path, size, ok):
+    """`augment.image_size: 7` used to reach training, which failed building its priors
+    ("input of 7x7 pixels is too small for the backbone") without naming the key."""
+    from dainet.boxes.priors import both_shots
+    from dainet.models.config import ModelConfig
+
+    p = write_params(tmp_path / "params.yaml", {**TINY, "augment.image_size": size})
+    if not ok:
+        with pytest.raises(ParamError, match=rf"^{p}: augment.image_size: expected an integer >= 28, .*got {size}$"):
+            load_params(p)
+        return
+    params = load_params(p)
+    shots = both_shots(params.section("priors"), params.section("model").load(ModelConfig))
+    assert all(spec.fits((size, size)) for spec in shots)   # what training builds from the size
+
+
+@pytest.mark.parametrize("pools", [("M", "M", "C", "M", "M"), ("M",) * 5, ("C",) * 5, ("C", "M", "M", "C", "C")])
+def test_smallest_input_side_is_where_the_priors_start_to_fit(pools):
+    from dainet.boxes.priors import PriorSpec
+    from dainet.models.config import ModelConfig
+    from helpers import paper_model
+
+    vgg_cfg = [64, pools[0], 64, pools[1], 64, pools[2], 64, pools[3], 64, pools[4]]
+    model = paper_model(vgg_cfg=tuple(vgg_cfg))
+    assert isinstance(model, ModelConfig)
+    spec = PriorSpec(steps=(4, 8, 16, 32, 64, 128), sizes=(16,) * 6, variances=(0.1, 0.2), clip=False,
+                     downsampling=model.level_downsampling)
+    side = schema.smallest_input_side(vgg_cfg)
+    assert spec.fits((side, side)) and not spec.fits((side - 1, side - 1))
+
+
+def test_augment_image_size_refused_by_the_train_stage_naming_the_key(tmp_path, capsys):
+    from conftest import stage_main
+    from dainet.cli import run
+
+    p = write_params(tmp_path / "params.yaml", {**TINY, "augment.image_size": 7})
+    argv = [a for flag in ("--train-list", "--val-list", "--init", "--decomp", "--checkpoints", "--out",
+                           "--metrics", "--plots") for a in (flag, str(tmp_path / "unused"))]
+    with pytest.raises(SystemExit) as exc:
+        run(stage_main("train"), argv + ["--params", str(p)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {p}: augment.image_size: expected an integer >= 28")
 
 
 def test_several_problems_report_the_first_and_count_the_rest(tmp_path):
@@ -313,6 +362,7 @@ def test_importing_params_does_not_import_jittor():
 
 
 STAGE_ARGS = {   # the required arguments of each stage; nothing they name needs to exist
+    "check": ["--dvc-yaml", "{tmp}/dvc.yaml", "--out", "{tmp}/checked"],
     "convert_weights": ["--dst", "{tmp}/init.ckpt"],
     "sample": ["--out", "{tmp}/sample"],
     "train_decomp": ["--train-list", "{tmp}/t.txt", "--val-list", "{tmp}/v.txt", "--out", "{tmp}/d.ckpt",
@@ -327,7 +377,7 @@ def test_stage_with_bad_params_fails_in_one_line_before_importing_jittor(tmp_pat
     p = write_params(tmp_path / "params.yaml", {**TINY, "train.checkpoint_every": 0})
     args = [a.format(tmp=tmp_path) for a in STAGE_ARGS[stage]]
     # -X importtime lists every module the process imported, on stderr
-    r = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "stages" / f"{stage}.py"), *args,
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", f"stages.{stage}", *args,
                         "--params", str(p)], cwd=tmp_path, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     imports = [line for line in r.stderr.splitlines() if line.startswith("import time:")]
@@ -335,7 +385,7 @@ def test_stage_with_bad_params_fails_in_one_line_before_importing_jittor(tmp_pat
     assert r.returncode == 2, r.stderr[-2000:]
     assert said == [f"error: {p}: train.checkpoint_every: expected an integer >= 1, got 0"]
     assert r.stdout == ""
-    assert any(line.rstrip().endswith("| dainet.params") for line in imports)   # the listing works
+    assert any(line.split("|")[-1].strip() == "dainet.params" for line in imports)   # the listing works
     assert not [line for line in imports if "jittor" in line]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["params.yaml"]        # nothing written
 

@@ -22,9 +22,9 @@ from conftest import ROOT, TINY, write_params
 pytestmark = pytest.mark.slow
 
 PIPELINE_TINY = {**TINY, "sample.n_train": 10, "sample.n_val": 4, "sample.n_dark": 4,
-                 "train.max_iter": 2, "train.checkpoint_every": 1, "train.image_every": 1,
+                 "train.max_iter": 2, "train.clean_warmup_iters": 1, "train.checkpoint_every": 1, "train.image_every": 1,
                  "train_decomp.iterations": 2}
-STAGES = {"sample", "prepare", "convert_weights", "train_decomp", "train", "predict_wider", "predict_dark",
+STAGES = {"check", "sample", "prepare", "convert_weights", "train_decomp", "train", "predict_wider", "predict_dark",
           "evaluate_wider", "evaluate_dark", "visualize"}
 
 
@@ -110,7 +110,7 @@ def test_repro_runs_every_stage_and_writes_the_metrics(repo, first_repro):
     for p in ("plots/train/loss.csv", "plots/pr/pr_wider_hard.csv", "plots/pr/pr_darkface.csv",
               "plots/decomp/preview.png", "data/weights/model.ckpt"):
         assert (repo / p).exists(), p
-    assert len(list((repo / "data" / "train").glob("*/last.ckpt"))) == 1  # one run folder per fingerprint
+    assert len(list((repo / "runs" / "train").glob("*/last.ckpt"))) == 1  # one run folder per fingerprint
     assert list((repo / "plots" / "visualize").glob("detections_dark_*.png"))
 
 
@@ -169,7 +169,24 @@ def test_remote_round_trip_restores_every_output(repo, first_repro, tmp_path):
     for p in ("data/weights/model.ckpt", "data/predictions/wider_val",
               "data/predictions/dark", "data/lists/train.txt", "data/sample"):
         assert (clone / p).exists(), p
-    assert list((clone / "data" / "train").glob("*/last.ckpt"))
+    assert not (clone / "runs").exists()   # resumable state stays on the machine that trained
     status = dvc(clone, "status")
     assert "up to date" in status, status
     assert ran(dvc(clone, "repro")) == set()
+
+
+def test_dvc_checkout_and_exp_apply_keep_every_run_folder(repo, first_repro):
+    """An interrupted run's folder, present only in the workspace, used to be deleted by both
+    commands (the state was a DVC output, data/train)."""
+    runs = repo / "runs" / "train"
+    interrupted = runs / "0123456789abcdef" / "last.ckpt"
+    interrupted.parent.mkdir(parents=True)
+    interrupted.write_bytes(b"the state of an interrupted run")
+    before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
+    dvc(repo, "checkout", "--force")
+    names = dvc(repo, "exp", "list", "--name-only", stdout_only=True).split()
+    assert names   # the experiments of the tests above
+    dvc(repo, "exp", "apply", names[0])
+    assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before
+    assert interrupted.read_bytes() == b"the state of an interrupted run"
+    # last in this file: the workspace is the applied experiment's now

@@ -289,7 +289,7 @@ def test_raised_max_iter_continues_other_intervals_resume_and_validation_streams
     monkeypatch.setattr(ValDataset, "__getitem__", counting_item)
     monkeypatch.setattr(joint, "validation_loss", watching_val)
 
-    step = {**TINY, "train.lr_schedule": "step", "train.warmup_iters": 0}
+    step = {**TINY, "train.lr_schedule": "step", "train.warmup_iters": 0, "train.clean_warmup_iters": 1}
     first = write_params(tmp_path / "a.yaml", {**step, "train.max_iter": 2})
     args = train_args(tiny_data, weights, tmp_path, first)
     assert stage_main("train")(args) == 0

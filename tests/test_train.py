@@ -110,7 +110,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
 
 def test_dsfd_baseline_trains_without_reflectance(tmp_path, tiny_data, weights):
     from dainet.weights.checkpoint import load_checkpoint
-    params = write_params(tmp_path / "p.yaml", {**TINY, "train.method": "dsfd", "train.max_iter": 2})
+    params = write_params(tmp_path / "p.yaml", {**TINY, "train.method": "dsfd", "train.max_iter": 2,
+                                                 "train.clean_warmup_iters": 1})
     assert stage_main("train")(train_args(tiny_data, weights, tmp_path, params)) == 0
     rows = read_rows(tmp_path / "plots" / "loss.csv")
     assert set(rows[0]) >= {"loc1", "conf1", "loc2", "conf2"} and "ref" not in rows[0]

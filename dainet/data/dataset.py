@@ -31,6 +31,7 @@ process, as with ``num_workers = 0``.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -141,6 +142,14 @@ class _ListImages(Dataset):
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image uint8 [S, S, 3], boxes [n, 4] normalised xyxy)`` of entry ``index``."""
         raise NotImplementedError
+
+    def _worker_main(self, worker_id, buffer, status):
+        """A worker process (Jittor's loop) that ignores SIGINT: a Ctrl-C reaches the whole
+        process group, and a worker that it ended would signal the main process a second time
+        (Jittor's workers send SIGINT to their parent on any exception), interrupting the run
+        before it saves its state. The main process stops the run, then the workers."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        super()._worker_main(worker_id, buffer, status)
 
     def __getitem__(self, index: int):
         if os.getpid() == self._owner_pid:

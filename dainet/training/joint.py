@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from contextlib import nullcontext
@@ -31,6 +32,7 @@ from dainet.losses.multibox import MultiBoxLoss
 from dainet.training.ema import WeightAverage
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.training.optim import clip_grad_norm, load_optimizer_state, optimizer_state, set_lr
+from dainet.training.runstate import RunLock
 from dainet.training.schedule import scheduled_lr, total_iterations
 from dainet.utils.fileio import remove_stale_temps
 from dainet.weights import WeightError, check_state_dict
@@ -252,17 +254,22 @@ class Checkpoints:
         self.last, self.prev = self.folder / "last.ckpt", self.folder / "prev.ckpt"
         self.best, self.history = self.folder / "best.ckpt", self.folder / "history.jsonl"
         self.saved_at: int | None = None   # the iteration last.ckpt holds (None: none written or read)
+        self.lock = RunLock(self.folder)
 
     def prepare(self) -> None:
-        """At the start of the run (the writing process only): create the run folder, drop
-        temp files a killed writer left below the root and run folders beyond :data:`KEEP_RUNS`."""
-        for p in remove_stale_temps(self.root):
+        """At the start of the run (the writing process only): create and lock the run folder
+        (:class:`~dainet.training.runstate.RunLock`: a UserError when another process trains
+        it), drop temp files a killed writer left in it and the run folders beyond
+        :data:`KEEP_RUNS` that no process is training."""
+        self.lock.acquire_or_fail()
+        for p in remove_stale_temps(self.folder):
             print(f"train: removed {p}, left by an interrupted write")
-        self.folder.mkdir(parents=True, exist_ok=True)
         os.utime(self.folder)   # most recently used
         runs = sorted((d for d in self.root.iterdir() if d.is_dir() and RUN_NAME.match(d.name)),
                       key=lambda d: d.stat().st_mtime, reverse=True)
         for old in [d for d in runs if d != self.folder][KEEP_RUNS - 1:]:
+            if RunLock.is_held(old):   # a queued experiment training now
+                continue
             shutil.rmtree(old, ignore_errors=True)
             print(f"train: removed {old}, the state of an older run (the {KEEP_RUNS} most recent runs are kept)")
 
@@ -380,16 +387,25 @@ def check_finite(values: dict[str, float], iteration: int, checkpoints: Checkpoi
 
 
 class StopSignals:
-    """SIGTERM and SIGINT (Ctrl-C) during training ask the loop to stop at its next safe
-    point: the current iteration completes, ``last.ckpt`` is written, the run ends
-    (``stopped_by``). A second signal of either kind interrupts at once (SIGINT:
-    ``KeyboardInterrupt``; SIGTERM: exit status 143). Installed only from the main thread."""
+    """What asks the loop to stop at its next safe point (the current iteration completes,
+    ``last.ckpt`` is written, the run ends: ``stopped_by``):
+
+    - SIGTERM, SIGINT (Ctrl-C, to the process or its group): a second signal of either kind
+      interrupts at once (SIGINT: ``KeyboardInterrupt``; SIGTERM: exit status 143);
+    - with ``watch_parent``, the end of the process that started this one (``dvc repro``
+      stopped by a SIGTERM of its own, as ``docker stop`` sends to PID 1, leaves its stage
+      running as an orphan): seen at the next safe point, reported as SIGHUP (status 129).
+
+    While installed, a child process that dies by a signal (a data worker hit by the same
+    Ctrl-C) is left to Python: Jittor's own SIGCHLD handler would end this process at once,
+    status 1, before the state is saved. Installed only from the main thread."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, watch_parent: bool = False):
         self.signum: int | None = None
         self._previous = {}
+        self._parent = os.getppid() if watch_parent else None
 
     def _handle(self, signum, frame):
         if self.signum is None:
@@ -399,10 +415,19 @@ class StopSignals:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
+    def requested(self) -> int | None:
+        """The signal that asks for a stop (None: go on)."""
+        if self.signum is None and self._parent is not None and os.getppid() != self._parent:
+            print(f"train: the process that started this one (pid {self._parent}) has ended; "
+                  "saving the state and stopping", file=sys.stderr, flush=True)
+            self.signum = signal.SIGHUP
+        return self.signum
+
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
+            self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -513,7 +538,7 @@ def fit(net, opt, step: StepLosses, cfg: TrainConfig, train_batches: Callable[[i
                         on_best()
         if is_main and saved:
             checkpoints.save(net, opt, state, periodic, average=average)
-        if signals is not None and signals.signum is not None and state.iteration < total:
+        if signals is not None and signals.requested() is not None and state.iteration < total:
             if saved:   # this iteration's checkpoint is the one to resume from
                 state.stopped_by = signals.signum
                 break

@@ -16,9 +16,11 @@ from dainet.cli import RANK_VARS, inside_mpi  # noqa: F401  (the stage plumbing'
 from dainet.errors import UserError
 
 
-def mpirun_command(processes: int, hostfile: str, argv: list[str], script: str, as_root: bool,
-                   which=shutil.which) -> list[str]:
-    """``mpirun -np N [--hostfile F] [--allow-run-as-root] python <script> <argv>``."""
+def mpirun_command(processes: int, hostfile: str, argv: list[str], module: str, root: str, as_root: bool,
+                   which=shutil.which, env=os.environ) -> list[str]:
+    """``mpirun -np N [--hostfile F] [--allow-run-as-root] -x PYTHONPATH=<root> python -m <module> <argv>``:
+    every rank runs ``module`` and ``dainet`` of the checkout ``root`` (an experiment's copy
+    included), not those an editable install points at."""
     mpirun = which("mpirun")
     if mpirun is None:
         raise UserError(f"params train.processes is {processes} but mpirun is not installed "
@@ -30,7 +32,8 @@ def mpirun_command(processes: int, hostfile: str, argv: list[str], script: str, 
         cmd += ["--hostfile", hostfile]
     if as_root:
         cmd.append("--allow-run-as-root")
-    return cmd + [sys.executable, script, *argv]
+    path = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return cmd + ["-x", f"PYTHONPATH={path}", sys.executable, "-m", module, *argv]
 
 
 def check_devices(processes: int, hostfile: str, device: str, gpus: int) -> None:

@@ -38,6 +38,7 @@ from dainet.training.ema import WeightAverage
 from dainet.training.logging import TrainLogger
 from dainet.training.objective import LossWeights
 from dainet.training.optim import make_optimizer
+from dainet.training.runstate import shared_root
 from dainet.training.schedule import scaled_lr, total_iterations
 from dainet.utils.fileio import atomic_path
 from dainet.weights import load_into
@@ -159,13 +160,21 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     step = StepLosses(net, decomposer, cfg, params.section("darkisp").load(DarkISPConfig),
                       both_shots(params.section("priors"), params.section("model").load(ModelConfig)))
     total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
+    if cfg.clean_warmup_iters >= total and (cfg.reflectance or cfg.dsfd_input != "clean"):
+        raise UserError(
+            f"params train.clean_warmup_iters is {cfg.clean_warmup_iters} but the run has {total} iterations "
+            f"(train.max_iter {cfg.max_iter}, train.max_epochs {cfg.max_epochs} of {iters_per_epoch}): it would "
+            f"train detection on clean images only and still report method {cfg.method}; lower "
+            "train.clean_warmup_iters or raise train.max_iter")
     # the validation list picks the best model, part of the resumed state
     key = fingerprint(path_params(sec.to_dict(), total),
                       {s: params.section(s).to_dict() for s in FINGERPRINT_SECTIONS},
                       file_digest(init), file_digest(decomp) if cfg.reflectance else "",
                       file_digest(train_list), file_digest(val_list), world)
-    ckpts = Checkpoints(checkpoints, key)
+    ckpts = Checkpoints(shared_root(checkpoints), key)
     if is_main:
+        if ckpts.root != Path(checkpoints):
+            print(f"train: an experiment copy; the run state is the workspace's {ckpts.root}")
         ckpts.prepare()
     if world > 1:   # a barrier: the other ranks look at the run folder once rank 0 has prepared it
         jt.array([0.0]).mpi_all_reduce().sync()
@@ -178,18 +187,20 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
 
     t0 = time.perf_counter()
     try:
-        with StopSignals() as signals:
+        with StopSignals(watch_parent=world == 1) as signals:
             state = fit(net, opt, step, cfg, EpochBatches(train_ds), iters_per_epoch, lambda: val_ds, ckpts,
                         logger, base_lr, is_main=is_main, on_best=save_best, stop_after=stop_after,
                         signals=signals, average=average)
+        if state.stopped_by is None and is_main:
+            if not ckpts.best.exists():  # resumed after the best was chosen and the file went missing
+                with average.swapped_in(net) if average is not None else nullcontext():
+                    save_best()   # the final weights (or their average) stand in
+            with atomic_path(out) as tmp:
+                shutil.copyfile(ckpts.best, tmp)
     finally:
         logger.close()
-    if state.stopped_by is None and is_main:
-        if not ckpts.best.exists():  # resumed after the best was chosen and the file went missing
-            with average.swapped_in(net) if average is not None else nullcontext():
-                save_best()   # the final weights (or their average) stand in
-        with atomic_path(out) as tmp:
-            shutil.copyfile(ckpts.best, tmp)
+        ckpts.lock.release()
+        train_ds.terminate()   # its worker processes, if any (Jittor's Dataset)
     return TrainRun(cfg=cfg, state=state, device=device, world=world, is_main=is_main,
                     iters_per_epoch=iters_per_epoch, total=total, checkpoints=ckpts,
                     seconds=time.perf_counter() - t0)
