@@ -425,7 +425,7 @@ def _changed_keys(a: Any, b: Any, path: str = "") -> set[str]:
 
 # the params keys that name inputs of the pipeline, files or folders (an empty value: not used)
 INPUT_KEYS = ("data.wider_root", "data.wider_gt_dir", "data.darkface_root", "data.train_list",
-              "convert.vgg_src", "convert.dainet_src", "train_decomp.src")
+              "convert.vgg_src", "convert.resnet_src", "convert.dainet_src", "train_decomp.src")
 
 
 def missing_inputs(top: Section, made: list[str | Path]) -> list[str]:

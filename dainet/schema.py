@@ -219,6 +219,7 @@ class Section(dict):
 # ---------------------------------------------------------------------------------------
 # The choices of the readers, repeated here so checking needs no Jittor import
 # (tests/test_params.py compares them with the readers' own constants).
+BACKBONES = ("vgg", "resnet50", "resnet101", "resnet152")  # dainet.models.config.BACKBONES
 NORMS = ("none", "batch", "group")                       # dainet.models.config.NORMS
 NORM_SCOPES = ("backbone", "all")                        # dainet.models.config.NORM_SCOPES
 POOLS = ("M", "C")                                       # dainet.models.config.POOL, POOL_CEIL
@@ -264,6 +265,7 @@ SCHEMA = Section(
         max_missing_images=COUNT, max_bad_images=COUNT,
     ),
     model=Section(
+        backbone=Choice(*BACKBONES),
         width=POS, vgg_cfg=List(Either(POS_INT, Choice(*POOLS)), min_len=1), fc_channels=POS_INT,
         fc_dilation=POS_INT, extras_cfg=List(POS_INT, 4), l2norm_scales=List(POS, 3), l2norm_eps=POS,
         fem_dilation=POS_INT, num_classes=Int(lo=2), ref_channels=POS_INT, decomp_channels=POS_INT,
@@ -295,7 +297,7 @@ SCHEMA = Section(
     ),
     convert=Section(
         seed=SEED, backbone_init=Choice(*INITS), neck_init=Choice(*INITS),
-        vgg_src=Str(empty=True), dainet_src=Str(empty=True),
+        vgg_src=Str(empty=True), resnet_src=Str(empty=True), dainet_src=Str(empty=True),
     ),
     train_decomp=Section(
         src=Str(empty=True), seed=SEED, iterations=COUNT, batch_size=POS_INT, image_size=POS_INT, lr=POS,
@@ -377,8 +379,12 @@ def across_keys(data: dict) -> list[str]:
     """The rules across keys, each message naming the key it refuses. Only keys present in
     ``data`` and good by their own rule are compared (the others are reported as such).
 
-    - ``augment.image_size`` >= :func:`smallest_input_side` of ``model.vgg_cfg``: a smaller
-      training crop leaves a detection level without a cell, which training cannot use.
+    - ``augment.image_size`` >= :func:`smallest_input_side` of ``model.vgg_cfg`` (VGG
+      backbone): a smaller training crop leaves a detection level without a cell, which
+      training cannot use. A ResNet's stride-2 convs and pool keep a side of 1 at 1.
+    - ``model.backbone`` a ResNet only with ``train.method: dsfd`` (DAI-Net's reflectance
+      decoder is defined on VGG's conv1_2 features; the published code has no DAI-Net on a
+      ResNet), and ``convert.vgg_src`` / ``convert.resnet_src`` only with their backbone.
     """
     def good(dotted: str):
         node: Any = data
@@ -389,8 +395,20 @@ def across_keys(data: dict) -> list[str]:
         return node if rule(dotted).ok(node) else None
 
     found = []
+    backbone = good("model.backbone")
     size, vgg_cfg = good("augment.image_size"), good("model.vgg_cfg")
-    if size is not None and vgg_cfg is not None:
+    if backbone is not None and backbone != "vgg":
+        if good("train.method") == "dainet":
+            found.append(f"model.backbone: DAI-Net is defined on the VGG backbone only (its reflectance "
+                         f"decoder reads VGG's conv1_2 features), got {backbone}; set train.method: dsfd "
+                         f"for DSFD on a ResNet")
+        if good("convert.vgg_src"):
+            found.append(f"convert.vgg_src: a VGG backbone file for model.backbone {backbone}; "
+                         f"give the torchvision ResNet file as convert.resnet_src")
+    elif backbone == "vgg" and good("convert.resnet_src"):
+        found.append("convert.resnet_src: a ResNet backbone file for model.backbone vgg; "
+                     "give vgg16_reducedfc.pth as convert.vgg_src")
+    if size is not None and vgg_cfg is not None and backbone in (None, "vgg"):
         side = smallest_input_side(vgg_cfg)
         if size < side:
             pools = ", ".join(v for v in vgg_cfg if isinstance(v, str))

@@ -5,20 +5,22 @@ DVC stage form (kind and source from params ``convert``)::
     python -m stages.convert_weights --dst data/weights/init.ckpt --metrics metrics/convert.json \
         [--params params.yaml]
 
-``convert.dainet_src`` non-empty: convert that whole DAI-Net checkpoint (kind ``dainet``);
-else ``convert.vgg_src`` non-empty: the VGG16 backbone file on a seeded initialisation
-(kind ``vgg``); else a seeded initialisation alone (kind ``init``, ``pretrained: false``).
+``convert.dainet_src`` non-empty: convert that whole checkpoint (kind ``dainet``: DAI-Net, or
+DSFD on ``model.backbone``); else ``convert.vgg_src`` / ``convert.resnet_src`` non-empty: the
+VGG16 backbone file or torchvision's ResNet file on a seeded initialisation (kind ``vgg`` /
+``resnet``); else a seeded initialisation alone (kind ``init``, ``pretrained: false``).
 
 Manual form, one published file (``--metrics`` optional)::
 
-    python -m stages.convert_weights --kind vgg|decomp|dainet --src FILE.pth --dst FILE \
+    python -m stages.convert_weights --kind vgg|resnet|decomp|dainet --src FILE.pth --dst FILE \
         [--metrics FILE.json] [--params params.yaml]
 
 Seeded initialisation (spec §9): every conv Xavier-uniform with zero bias, L2Norm weights
 the constants ``model.l2norm_scales``, seed ``convert.seed``. Published weights need
 ``model.width: 1.0``. The checkpoint (dainet.weights.checkpoint format) holds
 ``{"model": state dict, "kind", "pretrained", "source", "seed", "width"}``; ``model`` is
-the full DAI-Net (``ref.*`` included; the DSFD baseline drops it when training), or for
+the full DAI-Net (``ref.*`` included; the DSFD baseline drops it when training), DSFD on a
+ResNet backbone, or for
 ``--kind decomp`` the decomposition network (which ``model.width`` does not scale;
 ``width`` is recorded all the same). Metrics (flat JSON): pretrained, kind, source,
 seed, parameters, tensors_loaded, width.

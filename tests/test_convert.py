@@ -33,16 +33,17 @@ TINY = 0.0625                    # model.width of the quick tests: channels 4 ..
 convert_main = stage_main("convert_weights")
 
 
-def write_params(path: Path, width: float, seed: int = 0, vgg_src: str = "", dainet_src: str = "") -> Path:
+def write_params(path: Path, width: float, seed: int = 0, vgg_src: str = "", dainet_src: str = "",
+                 backbone: str = "vgg", resnet_src: str = "") -> Path:
     """A params file with the spec's `model` section at ``width`` and a `convert` section."""
-    model = {"width": width, "vgg_cfg": [64, 64, "M", 128, 128, "M", 256, 256, 256, "C",
+    model = {"backbone": backbone, "width": width, "vgg_cfg": [64, 64, "M", 128, 128, "M", 256, 256, 256, "C",
                                          512, 512, 512, "M", 512, 512, 512, "M"],
              "fc_channels": 1024, "fc_dilation": 3, "extras_cfg": [256, 512, 128, 256],
              "l2norm_scales": [10.0, 8.0, 5.0], "l2norm_eps": 1.0e-10, "fem_dilation": 3,
              "num_classes": 2, "ref_channels": 64, "decomp_channels": 64, "decomp_kernel": 9,
              "decomp_layers": 5, "norm": "none", "norm_group_size": 8, "norm_scope": "all"}
     convert = {"seed": seed, "backbone_init": "kaiming", "neck_init": "xavier", "vgg_src": vgg_src,
-               "dainet_src": dainet_src}
+               "resnet_src": resnet_src, "dainet_src": dainet_src}
     path.write_text(yaml.safe_dump({"model": model, "convert": convert}))
     return path
 
@@ -222,9 +223,11 @@ def test_require_published_width():
 
 def test_source_from_params():
     def section(**kw):
-        return Section({"seed": 0, "vgg_src": "", "dainet_src": "", **kw}, "convert", "p.yaml")
+        return Section({"seed": 0, "vgg_src": "", "resnet_src": "", "dainet_src": "", **kw}, "convert", "p.yaml")
     assert source_from_params(section()) == ("init", "")
     assert source_from_params(section(vgg_src="v.pth")) == ("vgg", "v.pth")
+    assert source_from_params(section(resnet_src="r.pth")) == ("resnet", "r.pth")
+    assert source_from_params(section(resnet_src="r.pth", dainet_src="d.pth")) == ("dainet", "d.pth")
     assert source_from_params(section(vgg_src="v.pth", dainet_src="d.pth")) == ("dainet", "d.pth")
 
 

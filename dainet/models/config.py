@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 from dainet.params import ParamError
 
+BACKBONES = ("vgg", "resnet50", "resnet101", "resnet152")  # model.backbone
+# Bottleneck blocks per ResNet stage (layer1..layer4), as in the published DSFD_resnet.py
+RESNET_BLOCKS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+RESNET_STEM = 64                    # conv1 width
+RESNET_PLANES = (64, 128, 256, 512)  # Bottleneck inner width per stage; outputs are 4x
+RESNET_EXPANSION = 4
 NORMS = ("none", "batch", "group")  # model.norm
 NORM_SCOPES = ("backbone", "all")   # model.norm_scope
 
@@ -31,7 +37,13 @@ class BackboneTaps:
 @dataclass(frozen=True)
 class ModelConfig:
     """Params section `model`. Per-key ranges are checked by the schema (:mod:`dainet.schema`)
-    when loaded; ``__post_init__`` checks what needs several keys."""
+    when loaded; ``__post_init__`` checks what needs several keys.
+
+    ``backbone`` ``vgg`` (DAI-Net and DSFD, spec §2) reads ``vgg_cfg``, ``fc_*`` and
+    ``l2norm_*``; a ResNet (DSFD only, the published ``DSFD_resnet.py``) reads none of them:
+    its stages are :data:`RESNET_BLOCKS` and it has no L2Norm layers.
+    """
+    backbone: str                    # vgg | resnet50 | resnet101 | resnet152
     vgg_cfg: tuple[int | str, ...]   # conv widths and POOL / POOL_CEIL
     fc_channels: int
     fc_dilation: int
@@ -61,6 +73,10 @@ class ModelConfig:
             raise ParamError(f"width: {self.width} leaves a FEM input with fewer than 3 channels "
                              f"(sources {self.source_channels}); FEM splits C into C//3 + C//3 + rest")
 
+    @property
+    def resnet(self) -> bool:
+        return self.backbone != "vgg"
+
     # -- derived channel counts --------------------------------------------------
     def ch(self, channels: int) -> int:
         """A paper channel count scaled by ``width`` (rounded, at least 1)."""
@@ -79,10 +95,14 @@ class ModelConfig:
 
     @property
     def source_channels(self) -> list[int]:
-        """Channels of of1..of6 (spec §3: [256, 512, 512, 1024, 512, 256] at width 1)."""
+        """Channels of of1..of6 (spec §3: [256, 512, 512, 1024, 512, 256] at width 1; a ResNet:
+        [256, 512, 1024, 2048, 512, 256], its four stages' outputs then the extras)."""
+        extras = [self.ch(self.extras_cfg[1]), self.ch(self.extras_cfg[3])]
+        if self.resnet:
+            return [RESNET_EXPANSION * self.ch(p) for p in RESNET_PLANES] + extras
         pools = [i for i, v in enumerate(self.vgg_cfg) if isinstance(v, str)]
         taps = [self.ch(self.vgg_cfg[pools[k] - 1]) for k in _SOURCE_POOLS]
-        return taps + [self.ch(self.fc_channels), self.ch(self.extras_cfg[1]), self.ch(self.extras_cfg[3])]
+        return taps + [self.ch(self.fc_channels)] + extras
 
     @property
     def taps(self) -> BackboneTaps:
@@ -101,11 +121,17 @@ class ModelConfig:
     def level_downsampling(self) -> tuple[tuple[str, ...], ...]:
         """The size-changing ops before each of of1..of6, in order: the pools of ``vgg_cfg``
         (``M`` / ``C``) and one ``S`` per extras pair (spec §2: ``(M, M), (C,), (M,), (M,), (S,), (S,)``).
+        A ResNet halves with ``S`` only: its 7x7 stride-2 pad-3 conv1 and 3x3 stride-2 pad-1
+        max-pool give ``floor((n - 1) / 2) + 1`` as the extras do, and so does each stage's
+        stride-2 3x3 conv: ``(S, S), (S,), (S,), (S,), (S,), (S,)``.
 
         3x3 pad-1 convs, conv6 (pad 3, dilation 3) and 1x1 convs keep the size; the priors
         (:class:`dainet.boxes.priors.PriorSpec`) derive the feature-map sizes from this.
         """
+        extras = ((STRIDED,),) * (len(self.extras_cfg) // 2)
+        if self.resnet:
+            return ((STRIDED, STRIDED),) + ((STRIDED,),) * 3 + extras
         pools = [v for v in self.vgg_cfg if isinstance(v, str)]
         bounds = (0,) + _SOURCE_POOLS + (len(pools),)
         backbone = tuple(tuple(pools[a:b]) for a, b in zip(bounds, bounds[1:]))
-        return backbone + ((STRIDED,),) * (len(self.extras_cfg) // 2)
+        return backbone + extras

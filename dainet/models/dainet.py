@@ -5,6 +5,13 @@ reflectance decoder ``ref`` and the interchange / re-decomposition of training);
 ``reflectance=False`` is the DSFD baseline, without ``ref`` (so its state dict has no
 ``ref.*`` keys). Parameter names are those of the published checkpoints (spec §13).
 
+``model.backbone`` picks the VGG16 of spec §2 (``vgg.*``, with the L2Norm layers of
+of1..of3 and ef1..ef3) or a ResNet (``resnet.*``, :mod:`dainet.models.resnet`): the
+published ``DSFD_resnet.py``, whose first shot sees of1..of4 = layer1..layer4 raw and whose
+second shot sees ef1..ef6 without any L2Norm. Extras, FPN, FEM and heads are the same
+modules on other channel counts. DAI-Net exists on the VGG only (its reflectance decoder
+reads VGG's conv1_2 features; the published code has no DAI-Net on a ResNet).
+
 Shapes: images [N, 3, H, W] RGB in [0, 1]; per shot ``loc`` [N, P, 4] (encoded offsets
 against the priors of §4, cxcywh) and ``conf`` [N, P, num_classes] (logits), the P priors
 in level order, each level's cells row-major.
@@ -19,6 +26,7 @@ from jittor import nn
 from dainet.errors import UserError
 from dainet.models.config import ModelConfig
 from dainet.models.layers import FEM, L2Norm, conv2d, upsample_product
+from dainet.models.resnet import ResNet
 from dainet.models.vgg import extra_layers, vgg_layers
 from dainet.utils.numerics import mean64
 
@@ -57,18 +65,26 @@ class DAINet(nn.Module):
         s1, s2, s3 = cfg.l2norm_scales
         eps = cfg.l2norm_eps
 
+        if reflectance and cfg.resnet:
+            raise ValueError(f"DAI-Net needs the vgg backbone, got {cfg.backbone} (the params "
+                             f"schema refuses the combination)")
         nk = dict(norm=cfg.norm, group_size=cfg.norm_group_size)   # "none" in the paper profile
-        self.vgg = nn.Sequential(*vgg_layers(cfg.vgg_layers, cfg.ch(cfg.fc_channels), cfg.fc_dilation, **nk))
+        if cfg.resnet:   # its own BatchNorm in every block (the published architecture)
+            self.resnet = ResNet(cfg.backbone, cfg.ch)
+            self._stages = ()
+        else:
+            self.vgg = nn.Sequential(*vgg_layers(cfg.vgg_layers, cfg.ch(cfg.fc_channels), cfg.fc_dilation, **nk))
+            taps = cfg.taps
+            starts = (0, taps.shallow + 1) + tuple(t + 1 for t in taps.sources[:-1])
+            ends = (taps.shallow,) + taps.sources
+            self._stages = tuple(zip(starts, ends))    # x_shallow, of1, of2, of3, of4 (inclusive)
         if cfg.norm_scope == "backbone":
             nk = dict(norm="none")
-        taps = cfg.taps
-        starts = (0, taps.shallow + 1) + tuple(t + 1 for t in taps.sources[:-1])
-        ends = (taps.shallow,) + taps.sources
-        self._stages = tuple(zip(starts, ends))        # x_shallow, of1, of2, of3, of4 (inclusive)
 
-        self.L2Normof1 = L2Norm(src[0], s1, eps)
-        self.L2Normof2 = L2Norm(src[1], s2, eps)
-        self.L2Normof3 = L2Norm(src[2], s3, eps)
+        if not cfg.resnet:
+            self.L2Normof1 = L2Norm(src[0], s1, eps)
+            self.L2Normof2 = L2Norm(src[1], s2, eps)
+            self.L2Normof3 = L2Norm(src[2], s3, eps)
         self.extras = nn.ModuleList(extra_layers([cfg.ch(c) for c in cfg.extras_cfg], src[3], **nk))
 
         # top-down: [0] of6 -> conv7 (same width), then [k] maps source 6-k+1 -> source 6-k
@@ -76,9 +92,10 @@ class DAINet(nn.Module):
                                          [conv2d(src[k], src[k - 1], 1, **nk) for k in range(5, 0, -1)])
         self.fpn_latlayer = nn.ModuleList([conv2d(src[k], src[k], 1, **nk) for k in range(4, -1, -1)])
         self.fpn_fem = nn.ModuleList([FEM(c, cfg.fem_dilation, **nk) for c in src])
-        self.L2Normef1 = L2Norm(src[0], s1, eps)
-        self.L2Normef2 = L2Norm(src[1], s2, eps)
-        self.L2Normef3 = L2Norm(src[2], s3, eps)
+        if not cfg.resnet:
+            self.L2Normef1 = L2Norm(src[0], s1, eps)
+            self.L2Normef2 = L2Norm(src[1], s2, eps)
+            self.L2Normef3 = L2Norm(src[2], s3, eps)
 
         self.loc_pal1 = _head(src, 4)
         self.conf_pal1 = _head(src, cfg.num_classes)
@@ -95,8 +112,8 @@ class DAINet(nn.Module):
         return x
 
     def shallow(self, x: jt.Var) -> jt.Var:
-        """x_shallow = vgg[0..4](x): [N, 64w, H/2, W/2]."""
-        return self._vgg(x, 0)
+        """x_shallow = vgg[0..4](x): [N, 64w, H/2, W/2]; a ResNet's stem (conv1, bn1, ReLU)."""
+        return self.resnet.stem(x) if self.cfg.resnet else self._vgg(x, 0)
 
     def _stem_batchnorms(self) -> list:
         start, end = self._stages[0]
@@ -125,7 +142,7 @@ class DAINet(nn.Module):
         running statistics.
         Otherwise one batched pass (without BatchNorm the two are the same function).
         """
-        if not (separate and self._stem_batchnorms()):
+        if not (separate and self._stages and self._stem_batchnorms()):
             return self.shallow(jt.concat(list(images), dim=0))
         outs = []
         for i, x in enumerate(images):
@@ -135,11 +152,14 @@ class DAINet(nn.Module):
 
     def pyramid(self, x_shallow: jt.Var) -> dict[str, jt.Var]:
         """All named maps from x_shallow: of1..of6 (raw) and ef1..ef6 (ef1..ef3 L2-normalised)."""
-        maps = {}
-        x = x_shallow
-        for k in range(4):
-            x = self._vgg(x, k + 1)
-            maps[SOURCE_NAMES[k]] = x
+        if self.cfg.resnet:
+            maps = dict(zip(SOURCE_NAMES, self.resnet.stages(x_shallow)))
+        else:
+            maps, x = {}, x_shallow
+            for k in range(4):
+                x = self._vgg(x, k + 1)
+                maps[SOURCE_NAMES[k]] = x
+        x = maps["of4"]
         for k, name in ((0, "of5"), (2, "of6")):
             x = nn.relu(self.extras[k + 1](nn.relu(self.extras[k](x))))
             maps[name] = x
@@ -151,15 +171,15 @@ class DAINet(nn.Module):
             top.append(nn.relu(upsample_product(nn.relu(td[k + 1](top[-1])), lateral)))
         fpn = top[::-1]                                     # finest first: conv3 .. conv7
 
-        norms = (self.L2Normef1, self.L2Normef2, self.L2Normef3)
+        norms = () if self.cfg.resnet else (self.L2Normef1, self.L2Normef2, self.L2Normef3)
         for k, name in enumerate(ENHANCED_NAMES):
             ef = self.fpn_fem[k](fpn[k])
-            maps[name] = norms[k](ef) if k < 3 else ef
+            maps[name] = norms[k](ef) if k < len(norms) else ef
         return maps
 
     def first_shot_sources(self, maps: dict[str, jt.Var]) -> list[jt.Var]:
-        norms = (self.L2Normof1, self.L2Normof2, self.L2Normof3)
-        return [norms[k](maps[n]) if k < 3 else maps[n] for k, n in enumerate(SOURCE_NAMES)]
+        norms = () if self.cfg.resnet else (self.L2Normof1, self.L2Normof2, self.L2Normof3)
+        return [norms[k](maps[n]) if k < len(norms) else maps[n] for k, n in enumerate(SOURCE_NAMES)]
 
     def _shot1(self, maps):
         srcs = self.first_shot_sources(maps)
@@ -235,7 +255,8 @@ class DAINet(nn.Module):
 
 
 def build_model(model_section, reflectance: bool = True) -> DAINet:
-    """DAI-Net (``reflectance=True``, params ``train.method: dainet``) or DSFD (``dsfd``).
+    """DAI-Net (``reflectance=True``, params ``train.method: dainet``) or DSFD (``dsfd``), on
+    ``model.backbone`` (DAI-Net on a ResNet is refused by the params schema).
 
     ``model_section``: the params `model` :class:`dainet.params.Section` or a :class:`ModelConfig`.
     Weights are Jittor's defaults; call :func:`dainet.models.init.init_weights` next.

@@ -35,6 +35,7 @@ def kaiming_normal_fan_out(shape: tuple, rng: np.random.Generator) -> np.ndarray
     return (rng.standard_normal(size=shape) * std).astype(np.float32)
 
 
+BACKBONE = ("vgg", "resnet")                                  # model.backbone vgg | resnet*
 NECK = ("extras", "fpn_topdown", "fpn_latlayer", "fpn_fem")  # between the backbone and the heads
 
 
@@ -42,16 +43,19 @@ def init_weights(net: nn.Module, seed: int, backbone: str = "xavier", neck: str 
     """Initialise ``net`` in place (and return it): deterministic under ``seed``.
 
     Convs in module order get Xavier-uniform weights and zero biases (``backbone:
-    kaiming`` gives the ``vgg`` convs He-normal instead, params ``convert.backbone_init``;
+    kaiming`` gives the backbone's (``vgg`` or ``resnet``) convs He-normal instead, as
+    torchvision initialises its ResNets, params ``convert.backbone_init``;
     ``neck: kaiming`` the same for extras, FPN and FEM, ``convert.neck_init``: from scratch
     their ReLU products otherwise start near 1e-3 even on a normalised backbone);
-    every L2Norm gets its construction-time scale (params ``model.l2norm_scales``).
+    every L2Norm gets its construction-time scale (params ``model.l2norm_scales``); BatchNorm
+    layers keep their construction-time weight 1 and bias 0.
     """
     for what, value in (("backbone", backbone), ("neck", neck)):
         if value not in ("xavier", "kaiming"):
             raise ValueError(f"{what} init must be xavier or kaiming, got {value!r}")
     rng = np.random.default_rng(seed)
-    he = set(id(m) for m in net.vgg.modules()) if (backbone == "kaiming" and hasattr(net, "vgg")) else set()
+    he = {id(m) for name in BACKBONE if hasattr(net, name) for m in getattr(net, name).modules()} \
+        if backbone == "kaiming" else set()
     if neck == "kaiming":
         he |= {id(m) for name in NECK if hasattr(net, name) for m in getattr(net, name).modules()}
     for module in net.modules():

@@ -12,6 +12,10 @@ Three kinds of published file (names: spec §13):
 * ``dainet`` -- a whole published DAI-Net checkpoint, possibly wrapped as
   ``{'epoch': ..., 'weight': sd}`` (unwrapped by :func:`dainet.weights.read_pth`)
   and/or saved from DataParallel (``module.`` prefix): :func:`convert_model`.
+* ``resnet`` -- torchvision's ImageNet ``resnet{50,101,152}-*.pth`` (``conv1.*``, ``bn1.*``,
+  ``layer<s>.<b>.*``, ``fc.*``), the init the published DSFD-ResNet training uses: its
+  tensors replace ``resnet.*`` of the seeded model (:func:`convert_resnet`); the ImageNet
+  classifier ``fc.*`` is left out.
 * ``decomp`` -- the published ``decomp.pth`` of the Retinex decomposition network
   (``DecomNet.net1_conv0.*``, ...): :func:`convert_model` against the decomposer.
 
@@ -33,13 +37,16 @@ import numpy as np
 
 from dainet.params import Section
 from dainet.weights import WeightError
-from dainet.weights.names import backbone_to_model, check_state_dict, strip_prefix
+from dainet.weights.names import add_prefix, backbone_to_model, check_state_dict, strip_prefix
 
-KINDS = ("vgg", "decomp", "dainet")      # published file kinds; "init" = no file
-WIDTH_SCALED_KINDS = ("vgg", "dainet")   # the decomposer does not follow model.width
+KINDS = ("vgg", "resnet", "decomp", "dainet")     # published file kinds; "init" = no file
+WIDTH_SCALED_KINDS = ("vgg", "resnet", "dainet")  # the decomposer does not follow model.width
 PUBLISHED_WIDTH = 1.0                    # the paper network: every published tensor has its shape
 DATAPARALLEL_PREFIX = "module."
 BACKBONE_PREFIX = "vgg."
+RESNET_PREFIX = "resnet."
+IMAGENET_HEAD = ("fc.weight", "fc.bias")  # torchvision's classifier: not part of DSFD
+BN_COUNTER = "num_batches_tracked"       # PyTorch BatchNorm's step counter: unused with a momentum
 MAX_LISTED = 12
 SEEDED = "init"                          # the kind recorded when no file is converted
 INITS = ("xavier", "kaiming")            # params convert.backbone_init / neck_init
@@ -92,15 +99,23 @@ def fit_to_reference(reference: Mapping[str, Any], given: Mapping[str, np.ndarra
     return out
 
 
+def without_bn_counters(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` without PyTorch BatchNorm's ``<bn>.num_batches_tracked`` entries (our
+    BatchNorm keeps no step counter: it matters only without a momentum)."""
+    return {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] != BN_COUNTER}
+
+
 def convert_model(reference: Mapping[str, Any], published: Mapping[str, np.ndarray],
                   source: str) -> dict[str, np.ndarray]:
-    """A whole published network (DAI-Net or the decomposer) -> our state dict.
+    """A whole published network (DAI-Net, DSFD on a ResNet, or the decomposer) -> our state dict.
 
     ``published`` is the file's state dict as :func:`dainet.weights.read_pth` returns it
     (already unwrapped from ``{'epoch', 'weight'}``); a DataParallel ``module.`` prefix
-    is dropped. The names are the same on both sides (spec §13), so nothing is renamed.
+    and BatchNorm step counters are dropped. The names are the same on both sides (spec
+    §13, the published ``DSFD_resnet.py``), so nothing is renamed.
     """
-    return fit_to_reference(reference, strip_prefix(published, DATAPARALLEL_PREFIX, source), source)
+    return fit_to_reference(reference, without_bn_counters(strip_prefix(published, DATAPARALLEL_PREFIX, source)),
+                            source)
 
 
 def convert_backbone(init: Mapping[str, np.ndarray], backbone: Mapping[str, np.ndarray],
@@ -117,12 +132,29 @@ def convert_backbone(init: Mapping[str, np.ndarray], backbone: Mapping[str, np.n
     return {**init, **fit_to_reference(vgg, renamed, source)}
 
 
+def convert_resnet(init: Mapping[str, np.ndarray], backbone: Mapping[str, np.ndarray],
+                   source: str) -> dict[str, np.ndarray]:
+    """The seeded initialisation ``init`` of DSFD-ResNet with ``resnet.*`` from torchvision's file.
+
+    ``backbone``: torchvision's ``resnet{50,101,152}`` state dict (``conv1.weight``,
+    ``layer1.0.bn1.running_mean``, ..., ``fc.weight``). Without ``fc.*`` and the BatchNorm
+    step counters it must supply exactly the model's ``resnet.*`` tensors (one
+    ``WeightError`` lists every misfit); extras, FPN, FEM and heads are kept as given.
+    """
+    state = without_bn_counters(strip_prefix(backbone, DATAPARALLEL_PREFIX, source))
+    renamed = add_prefix({k: v for k, v in state.items() if k not in IMAGENET_HEAD}, RESNET_PREFIX)
+    resnet = {k: v for k, v in init.items() if k.startswith(RESNET_PREFIX)}
+    return {**init, **fit_to_reference(resnet, renamed, source)}
+
+
 def source_from_params(convert: Section) -> tuple[str, str]:
-    """``(kind, source)`` from the params ``convert`` section; a DAI-Net file wins over VGG."""
+    """``(kind, source)`` from the params ``convert`` section; a whole-network file wins over
+    a backbone file (the schema allows only the backbone file of ``model.backbone``)."""
     if convert.str("dainet_src"):
         return "dainet", convert.str("dainet_src")
-    if convert.str("vgg_src"):
-        return "vgg", convert.str("vgg_src")
+    for kind in ("vgg", "resnet"):
+        if convert.str(f"{kind}_src"):
+            return kind, convert.str(f"{kind}_src")
     return SEEDED, ""
 
 
@@ -137,15 +169,18 @@ def convert_state(kind: str, src: str, cfg: "ModelConfig", seed: int,
     from dainet.models import build_decomposer, build_model, init_weights
     from dainet.weights import read_pth
 
+    reflectance = not cfg.resnet  # DAI-Net's ref.* on the VGG (DSFD's training drops it); none on a ResNet
     if kind == SEEDED:
-        return numpy_state(init_weights(build_model(cfg), seed, backbone_init, neck_init)), 0
+        return numpy_state(init_weights(build_model(cfg, reflectance), seed, backbone_init, neck_init)), 0
     published = read_pth(src)     # refuses unsafe or corrupt files before anything else runs
     if kind == "decomp":
         state = convert_model(build_decomposer(cfg).state_dict(), published, src)
     elif kind == "dainet":
-        state = convert_model(build_model(cfg).state_dict(), published, src)
+        state = convert_model(build_model(cfg, reflectance).state_dict(), published, src)
     else:
-        state = convert_backbone(numpy_state(init_weights(build_model(cfg), seed, neck=neck_init)), published, src)
+        convert = convert_backbone if kind == "vgg" else convert_resnet
+        state = convert(numpy_state(init_weights(build_model(cfg, reflectance), seed, neck=neck_init)),
+                        published, src)
     return state, len(published)
 
 
