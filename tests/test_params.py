@@ -333,6 +333,7 @@ def test_choices_agree_with_the_readers():
     from dainet.models.dainet import ENHANCED_NAMES, SOURCE_NAMES
     from dainet.training.optim import OPTIMIZERS
     assert schema.NORMS == config.NORMS and schema.NORM_SCOPES == config.NORM_SCOPES
+    assert schema.BACKBONES == config.BACKBONES and set(config.RESNET_BLOCKS) == set(config.BACKBONES[1:])
     assert schema.POOLS == (config.POOL, config.POOL_CEIL)
     for name in ("HUE_ROUNDING", "ANCHOR_VALID", "ANCHOR_PAD", "ANCHOR_FALLBACK", "RESIZE_FILTERS",
                  "MIN_FACE_FILTER"):
