@@ -296,7 +296,7 @@ SCHEMA = Section(
         expand_max_ratio=Num(ge=1),
     ),
     convert=Section(
-        seed=SEED, backbone_init=Choice(*INITS), neck_init=Choice(*INITS),
+        seed=SEED, backbone_init=Choice(*INITS), neck_init=Choice(*INITS), zero_init_residual=Bool(),
         vgg_src=Str(empty=True), resnet_src=Str(empty=True), dainet_src=Str(empty=True),
     ),
     train_decomp=Section(

@@ -42,7 +42,8 @@ def write_params(path: Path, width: float, seed: int = 0, vgg_src: str = "", dai
              "l2norm_scales": [10.0, 8.0, 5.0], "l2norm_eps": 1.0e-10, "fem_dilation": 3,
              "num_classes": 2, "ref_channels": 64, "decomp_channels": 64, "decomp_kernel": 9,
              "decomp_layers": 5, "norm": "none", "norm_group_size": 8, "norm_scope": "all"}
-    convert = {"seed": seed, "backbone_init": "kaiming", "neck_init": "xavier", "vgg_src": vgg_src,
+    convert = {"seed": seed, "backbone_init": "kaiming", "neck_init": "xavier", "zero_init_residual": False,
+               "vgg_src": vgg_src,
                "resnet_src": resnet_src, "dainet_src": dainet_src}
     path.write_text(yaml.safe_dump({"model": model, "convert": convert}))
     return path

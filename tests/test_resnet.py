@@ -143,6 +143,24 @@ def test_width_and_norm_shape_a_sample_sized_resnet():
     assert not any(k.startswith(("L2Norm", "vgg.", "ref.")) for k in sd)
 
 
+def test_zero_init_residual_starts_every_bottleneck_as_its_shortcut():
+    cfg = paper_model(backbone="resnet50", width=0.25, norm="batch")
+    plain = init_weights(build_model(cfg, reflectance=False), 0, "kaiming", "kaiming")
+    zero = init_weights(build_model(cfg, reflectance=False), 0, "kaiming", "kaiming", zero_residual=True)
+    a, b = plain.state_dict(), zero.state_dict()
+    changed = sorted(k for k in a if not np.array_equal(a[k].numpy(), b[k].numpy()))
+    assert changed == sorted(f"resnet.layer{s}.{i}.bn3.weight" for s, n in zip((1, 2, 3, 4), (3, 4, 6, 3))
+                             for i in range(n))
+    # a block without a downsample now returns relu(its input): the input is already post-ReLU
+    block = zero.resnet.layer1[1]
+    x = jt.array(np.random.default_rng(0).uniform(0, 2, (2, 64, 8, 8)).astype("float32"))
+    np.testing.assert_array_equal(block(x).numpy(), x.numpy())
+    vgg = paper_model(width=0.25, norm="batch")
+    v0 = init_weights(build_model(vgg, reflectance=False), 0, "kaiming", "kaiming").state_dict()
+    v1 = init_weights(build_model(vgg, reflectance=False), 0, "kaiming", "kaiming", zero_residual=True).state_dict()
+    assert all(np.array_equal(v0[k].numpy(), v1[k].numpy()) for k in v0)
+
+
 # -- params ------------------------------------------------------------------------------------
 def _params(tmp_path, **changes) -> Path:
     tree = yaml.safe_load((ROOT / "params.yaml").read_text())

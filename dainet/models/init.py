@@ -20,6 +20,7 @@ import numpy as np
 from jittor import nn
 
 from dainet.models.layers import L2Norm
+from dainet.models.resnet import Bottleneck
 
 
 def xavier_uniform(shape: tuple, rng: np.random.Generator, gain: float = 1.0) -> np.ndarray:
@@ -39,7 +40,8 @@ BACKBONE = ("vgg", "resnet")                                  # model.backbone v
 NECK = ("extras", "fpn_topdown", "fpn_latlayer", "fpn_fem")  # between the backbone and the heads
 
 
-def init_weights(net: nn.Module, seed: int, backbone: str = "xavier", neck: str = "xavier") -> nn.Module:
+def init_weights(net: nn.Module, seed: int, backbone: str = "xavier", neck: str = "xavier",
+                 zero_residual: bool = False) -> nn.Module:
     """Initialise ``net`` in place (and return it): deterministic under ``seed``.
 
     Convs in module order get Xavier-uniform weights and zero biases (``backbone:
@@ -48,7 +50,10 @@ def init_weights(net: nn.Module, seed: int, backbone: str = "xavier", neck: str 
     ``neck: kaiming`` the same for extras, FPN and FEM, ``convert.neck_init``: from scratch
     their ReLU products otherwise start near 1e-3 even on a normalised backbone);
     every L2Norm gets its construction-time scale (params ``model.l2norm_scales``); BatchNorm
-    layers keep their construction-time weight 1 and bias 0.
+    layers keep their construction-time weight 1 and bias 0, except, with ``zero_residual``
+    (params ``convert.zero_init_residual``; torchvision's ``zero_init_residual``, Goyal et al.
+    2017), the last BatchNorm of each ResNet bottleneck (``bn3``), whose weight starts at 0 so
+    every block starts as its shortcut. No effect on a VGG.
     """
     for what, value in (("backbone", backbone), ("neck", neck)):
         if value not in ("xavier", "kaiming"):
@@ -66,4 +71,6 @@ def init_weights(net: nn.Module, seed: int, backbone: str = "xavier", neck: str 
                 module.bias.assign(jt.zeros(module.bias.shape, dtype="float32"))
         elif isinstance(module, L2Norm):
             module.weight.assign(jt.full(module.weight.shape, module.scale, dtype="float32"))
+        elif zero_residual and isinstance(module, Bottleneck):
+            module.bn3.weight.assign(jt.zeros(module.bn3.weight.shape, dtype="float32"))
     return net

@@ -111,7 +111,8 @@ def build_networks(params: Section, cfg: TrainConfig, init: str, decomp: str):
 
 def seeded_step(params: Section, **train_overrides) -> tuple[jt.nn.Module, jt.optim.Optimizer, StepLosses]:
     """``(net, optimiser, step)`` of the `train` stage for these params, on the seeded
-    initialisation of `convert_weights` (``convert.seed``, ``backbone_init``, ``neck_init``) and
+    initialisation of `convert_weights` (``convert.seed``, ``backbone_init``, ``neck_init``,
+    ``zero_init_residual``) and
     a seeded decomposer, without files or data: for benchmarks and the device tests.
     ``train_overrides`` replace `train` values (e.g. ``method="dsfd"``); one process."""
     sec, aug_sec, convert = params.section("train"), params.section("augment"), params.section("convert")
@@ -119,7 +120,7 @@ def seeded_step(params: Section, **train_overrides) -> tuple[jt.nn.Module, jt.op
     cfg = dataclasses.replace(cfg, **train_overrides)
     seed = convert.int("seed")
     net = init_weights(build_model(params.section("model"), reflectance=cfg.reflectance), seed,
-                       convert.str("backbone_init"), convert.str("neck_init"))
+                       convert.str("backbone_init"), convert.str("neck_init"), convert.bool("zero_init_residual"))
     decomposer = None
     if cfg.reflectance:
         decomposer = init_weights(build_decomposer(params.section("model")), seed)

@@ -163,7 +163,8 @@ def numpy_state(net) -> dict[str, np.ndarray]:
 
 
 def convert_state(kind: str, src: str, cfg: "ModelConfig", seed: int,
-                  backbone_init: str = "kaiming", neck_init: str = "xavier") -> tuple[dict[str, np.ndarray], int]:
+                  backbone_init: str = "kaiming", neck_init: str = "xavier",
+                  zero_residual: bool = False) -> tuple[dict[str, np.ndarray], int]:
     """``(state dict, tensors taken from src)`` for one kind; the file is read before any model work."""
     # imported here, not at module level: Jittor loads (and may compile) only after the params passed
     from dainet.models import build_decomposer, build_model, init_weights
@@ -171,7 +172,8 @@ def convert_state(kind: str, src: str, cfg: "ModelConfig", seed: int,
 
     reflectance = not cfg.resnet  # DAI-Net's ref.* on the VGG (DSFD's training drops it); none on a ResNet
     if kind == SEEDED:
-        return numpy_state(init_weights(build_model(cfg, reflectance), seed, backbone_init, neck_init)), 0
+        return numpy_state(init_weights(build_model(cfg, reflectance), seed, backbone_init, neck_init,
+                                        zero_residual)), 0
     published = read_pth(src)     # refuses unsafe or corrupt files before anything else runs
     if kind == "decomp":
         state = convert_model(build_decomposer(cfg).state_dict(), published, src)
@@ -199,9 +201,10 @@ def convert_weights(params: Section, kind: str | None = None, src: str | None = 
     seed = convert.int("seed")
     backbone_init = convert.choice("backbone_init", INITS)
     neck_init = convert.choice("neck_init", INITS)
+    zero_residual = convert.bool("zero_init_residual")
     kind, src = (kind, src) if kind else source_from_params(convert)
     if kind in WIDTH_SCALED_KINDS:
         require_published_width(cfg.width, f"{params.source}: model.width", src)
-    state, loaded = convert_state(kind, src, cfg, seed, backbone_init, neck_init)
+    state, loaded = convert_state(kind, src, cfg, seed, backbone_init, neck_init, zero_residual)
     record = {"pretrained": kind != SEEDED, "kind": kind, "source": src, "seed": seed, "width": cfg.width}
     return state, record, loaded
