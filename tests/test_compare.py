@@ -1,0 +1,118 @@
+"""`python -m dainet compare` on fabricated `dvc exp show --json` records (no training)."""
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from dainet.cli import run
+from dainet.errors import UserError
+from dainet.evaluation import compare as cmp
+
+
+def record(name, method, seed, dark, easy=0.5, lr=1e-3, error=None, ci=None):
+    """One experiment as `dvc exp show --json` nests it."""
+    dark_json = {"ap": dark, "missing_predictions": 0}
+    if ci:
+        dark_json.update(ap_ci_low=ci[0], ap_ci_high=ci[1])
+    data = {"params": {"params.yaml": {"data": {"train": {"method": method, "seed": seed, "lr": lr,
+                                                          "lr_steps": [1, 2]}}}},
+            "metrics": {"metrics/eval_wider.json": {"data": {"easy": easy, "medium": easy - 0.1, "hard": easy - 0.2}},
+                        "metrics/eval_dark.json": {"data": dark_json}}}
+    return {"revs": [{"rev": f"{abs(hash(name)):040x}"[:40], "name": name, "data": None if error else data,
+                      "error": error}], "name": name, "executor": None}
+
+
+def exp_show(experiments, baseline_dark=0.44):
+    base = record("main", "dainet", 0, baseline_dark)["revs"][0]
+    return [{"rev": "workspace", "name": None, "data": base["data"], "error": None, "experiments": None},
+            {**base, "name": "main", "experiments": experiments}]
+
+
+GRID = [record(f"dai-{s}", "dainet", s, 0.40 + 0.02 * s, easy=0.6 + 0.02 * s) for s in range(5)] + \
+       [record(f"dsfd-{s}", "dsfd", s, 0.40 + 0.02 * s - 0.01 * (s % 2), easy=0.5 + 0.02 * s) for s in range(5)]
+
+
+def test_runs_are_the_finished_experiments_only():
+    records = exp_show(GRID + [record("broken", "dsfd", 7, 0.1, error={"msg": "failed"})])
+    runs, skipped = cmp.runs_from_exp_show(records)
+    assert [r.name for r in runs] == [f"dai-{s}" for s in range(5)] + [f"dsfd-{s}" for s in range(5)]
+    assert skipped == ["broken"]
+    assert runs[0].params["train.lr_steps"] == (1, 2) and runs[3].seed == 3
+    with_base, _ = cmp.runs_from_exp_show(records, include_baseline=True)
+    assert with_base[0].name == "main" and len(with_base) == 11
+
+
+def test_mean_std_n_per_configuration_labelled_by_what_differs():
+    runs, _ = cmp.runs_from_exp_show(exp_show(GRID))
+    result = cmp.compare(runs, replicates=2000)
+    assert list(result.groups) == ["train.method=dainet", "train.method=dsfd"]   # lr is the same everywhere
+    darks = 0.40 + 0.02 * np.arange(5)
+    mean, std, n = result.summary["train.method=dainet"]["dark"]
+    assert (mean, n) == (pytest.approx(darks.mean()), 5) and std == pytest.approx(darks.std(ddof=1))
+
+
+def test_differences_are_paired_by_seed_with_a_bootstrap_interval():
+    runs, _ = cmp.runs_from_exp_show(exp_show(GRID[::-1]))   # order must not matter: seeds pair
+    result = cmp.compare(runs, replicates=4000, seed=1)
+    # the seed effect (0.02 per seed) cancels in pairs; what is left is 0 or +0.01
+    diff, lo, hi, n = result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"]
+    d = -0.01 * (np.arange(5) % 2)
+    assert n == 5 and diff == pytest.approx(d.mean())
+    assert -0.01 - 1e-12 <= lo <= diff <= hi <= 1e-12 and hi - lo < 0.0101
+    # clean: the seeds spread each configuration (std 0.03), every pair differs by exactly 0.1
+    diff, lo, hi, _ = result.pairs[("train.method=dsfd", "train.method=dainet")]["clean_easy"]
+    assert diff == pytest.approx(-0.1) and lo == pytest.approx(-0.1) and hi == pytest.approx(-0.1)
+    assert "*" in result.to_markdown().split("clean_easy")[-1]
+
+
+def test_one_seed_has_no_interval_and_writes_null():
+    runs, _ = cmp.runs_from_exp_show(exp_show([record("a", "dainet", 0, 0.4), record("b", "dsfd", 0, 0.3)]))
+    result = cmp.compare(runs, replicates=100)
+    diff, lo, hi, n = result.pairs[("train.method=dainet", "train.method=dsfd")]["dark"]
+    assert diff == pytest.approx(0.1) and math.isnan(lo) and math.isnan(hi) and n == 1
+    assert math.isnan(result.summary["train.method=dsfd"]["dark"][1])
+
+
+def test_the_same_configuration_and_seed_twice_is_refused_naming_both():
+    runs, _ = cmp.runs_from_exp_show(exp_show(GRID + [record("again", "dsfd", 2, 0.3)]))
+    with pytest.raises(UserError, match=r"experiments dsfd-2 and again are the same configuration "
+                                        r"\(train\.method=dsfd\) with the same train\.seed 2"):
+        cmp.compare(runs)
+
+
+def test_the_command_writes_json_table_csv_and_picture(tmp_path, capsys):
+    src = tmp_path / "exps.json"
+    grid = GRID[:-1] + [record("dsfd-4", "dsfd", 4, 0.47, easy=0.5, ci=(0.41, 0.52))]
+    src.write_text(json.dumps(exp_show(grid)))
+    out = {k: tmp_path / name for k, name in
+           (("out", "c.json"), ("table", "c.md"), ("plot", "c.png"), ("csv", "runs.csv"))}
+    with pytest.raises(SystemExit) as exc:
+        run(cmp.main, ["--exp-show", str(src), "--replicates", "500"] +
+            [a for k, p in out.items() for a in (f"--{k}", str(p))])
+    assert exc.value.code == 0
+    metrics = json.loads(out["out"].read_text())
+    assert metrics["train.method=dsfd/dark/n"] == 5
+    assert metrics["runs/dsfd-4/dark/ci_low"] == 0.41 and "runs/dsfd-3/dark/ci_low" not in metrics
+    assert set(metrics) >= {"train.method=dainet - train.method=dsfd/dark/ci_high"}
+    assert out["table"].read_text().startswith("| configuration | n |")
+    header, *rows = out["csv"].read_text().splitlines()
+    assert header == "config,seed,run,clean_easy,clean_medium,clean_hard,dark" and len(rows) == 10
+    assert cv2.imread(str(out["plot"])).shape[1] == 4 * 360
+    assert "10 runs in 2 configurations" in capsys.readouterr().out
+
+
+def test_nothing_to_compare_is_one_line(tmp_path, capsys):
+    src = tmp_path / "exps.json"
+    src.write_text(json.dumps(exp_show([])))
+    with pytest.raises(SystemExit) as exc:
+        run(cmp.main, ["--exp-show", str(src), "--out", str(tmp_path / "c.json")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: no finished experiment") and "\n" not in err
+    src.write_text("{not json")
+    with pytest.raises(SystemExit):
+        run(cmp.main, ["--exp-show", str(src)])
+    assert capsys.readouterr().err.startswith(f"error: {src}: not the JSON of dvc exp show --json")
