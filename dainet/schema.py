@@ -326,6 +326,7 @@ SCHEMA = Section(
     ),
     evaluate=Section(
         iou_thresh=IOU, thresholds=POS_INT, darkface_xyxy_as_xywh=Bool(), max_missing_predictions=COUNT,
+        bootstrap=COUNT, bootstrap_seed=SEED,
     ),
     visualize=Section(
         n_images=POS_INT,

@@ -8,7 +8,10 @@
 Writes {"easy", "medium", "hard"} (WIDER) or {"ap"} (DARK FACE) as fractions, then
 "missing_predictions" (evaluated images without a prediction file), and with
 --curves-dir the PR curves pr_wider_<setting>.csv / pr_darkface.csv
-(threshold,precision,recall). Params: evaluate.iou_thresh, evaluate.thresholds,
+(threshold,precision,recall). With evaluate.bootstrap N > 0 each AP also gets
+"<ap>_ci_low" / "<ap>_ci_high": the 95 % percentile interval over N resamples of the
+evaluated images (seed evaluate.bootstrap_seed), the evaluation's own uncertainty.
+Params: evaluate.iou_thresh, evaluate.thresholds, evaluate.bootstrap, evaluate.bootstrap_seed,
 evaluate.max_missing_predictions (more images without a prediction file fail the
 stage: the scheme would score them as images without detections) and, optional,
 evaluate.darkface_xyxy_as_xywh (default false: see dainet.evaluation.darkface).
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     n_thresholds = p.int("thresholds")
     max_missing = p.int("max_missing_predictions")
     xyxy_as_xywh = p.bool("darkface_xyxy_as_xywh", False)
+    bootstrap, boot_seed = p.int("bootstrap"), p.int("bootstrap_seed")
     if not 0.0 < iou_thresh <= 1.0:
         raise UserError(f"{args.params}: evaluate.iou_thresh: expected a value in (0, 1], got {iou_thresh}")
     # after the params: a bad key fails before numpy / scipy load
@@ -72,24 +76,28 @@ def main(argv: list[str] | None = None) -> int:
         predictions = read_wider_predictions(pred_dir)
         missing = missing_predictions(predictions, gt.images)
         check_missing(missing, len(gt.images), max_missing, lambda k: pred_dir / k[0] / f"{k[1]}.txt")
-        results = evaluate_wider(predictions, gt, iou_thresh, n_thresholds)
+        results = evaluate_wider(predictions, gt, iou_thresh, n_thresholds, bootstrap, boot_seed)
         curves = {f"pr_wider_{setting}": r.curve for setting, r in results.items()}
-        metrics = {setting: r.ap for setting, r in results.items()}
     else:
         labels = read_darkface_labels(args.labels)
         predictions = read_darkface_predictions(pred_dir)
         missing = missing_predictions(predictions, sorted(labels))
         check_missing(missing, len(labels), max_missing, lambda stem: pred_dir / f"{stem}.txt")
-        result = evaluate_darkface(predictions, labels, iou_thresh, n_thresholds, xyxy_as_xywh=xyxy_as_xywh)
-        curves = {"pr_darkface": result.curve}
-        metrics = {"ap": result.ap}
+        results = {"ap": evaluate_darkface(predictions, labels, iou_thresh, n_thresholds, xyxy_as_xywh=xyxy_as_xywh,
+                                           bootstrap=bootstrap, seed=boot_seed)}
+        curves = {"pr_darkface": results["ap"].curve}
+    metrics = {name: r.ap for name, r in results.items()}
+    for name, r in results.items():
+        if r.ci is not None:
+            metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = r.ci
     metrics["missing_predictions"] = len(missing)
 
     write_json(args.out, metrics)
     if args.curves_dir:
         for name, curve in curves.items():
             write_curve_csv(Path(args.curves_dir) / f"{name}.csv", curve)
-    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "missing_predictions")
+    print(" ".join(f"{name}={r.ap:.4f}" + (f" [{r.ci[0]:.4f}, {r.ci[1]:.4f}]" if r.ci else "")
+                   for name, r in results.items())
           + f" ({len(missing)} images without a prediction file)")
     return 0
 

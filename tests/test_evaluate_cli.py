@@ -22,7 +22,8 @@ evaluate_main = stage_main("evaluate")
 @pytest.fixture()
 def params(tmp_path) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n")
+    path.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
+                    "  bootstrap: 0\n  bootstrap_seed: 0\n")
     return path
 
 
@@ -58,6 +59,17 @@ def test_wider_round_trip(tmp_path, params):
         assert float(rows[-1]["recall"]) == pytest.approx(direct[setting].curve.recall[-1])
         assert float(rows[-1]["precision"]) == pytest.approx(direct[setting].curve.precision[-1])
 
+    # with evaluate.bootstrap each AP gains its interval over resampled images; the APs stay
+    params.write_text(params.read_text().replace("bootstrap: 0", "bootstrap: 200"))
+    assert evaluate_main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out),
+                          "--params", str(params)]) == 0
+    boot = json.loads(out.read_text())
+    assert list(boot) == ["easy", "medium", "hard", "easy_ci_low", "easy_ci_high", "medium_ci_low",
+                          "medium_ci_high", "hard_ci_low", "hard_ci_high", "missing_predictions"]
+    for setting in ("easy", "medium", "hard"):
+        assert boot[setting] == metrics[setting]
+        assert 0.0 <= boot[f"{setting}_ci_low"] < boot[f"{setting}_ci_high"] <= 1.0
+
 
 def test_darkface_round_trip(tmp_path, params):
     (tmp_path / "labels").mkdir()
@@ -90,6 +102,7 @@ def test_darkface_round_trip(tmp_path, params):
     aps = {}
     for as_xywh in (False, True):
         params.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
+                          "  bootstrap: 0\n  bootstrap_seed: 0\n"
                           f"  darkface_xyxy_as_xywh: {str(as_xywh).lower()}\n")
         assert evaluate_main(["darkface", "--pred", str(tmp_path / "pred2"), "--labels", str(tmp_path / "labels2"),
                               "--out", str(out), "--params", str(params)]) == 0
@@ -118,7 +131,8 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path, params, capsys):
 
 
 def _limit(params: Path, n: int) -> Path:
-    params.write_text(f"evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: {n}\n")
+    params.write_text(f"evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: {n}\n"
+                      "  bootstrap: 0\n  bootstrap_seed: 0\n")
     return params
 
 

@@ -348,3 +348,51 @@ def test_curve_csv_leaves_out_undefined_precision(tmp_path):
     write_curve_csv(tmp_path / "pr.csv", curve)
     assert (tmp_path / "pr.csv").read_text().splitlines() == [
         "threshold,precision,recall", "0.75,1,1", "0.5,1,1", "0.25,1,1", "0,0.5,1"]
+
+
+# ------------------------------------------------------------------ bootstrap over images
+
+def test_bootstrap_resample_equals_the_set_with_images_repeated():
+    """A resample weighted by draw counts is the AP of the set where each drawn image appears
+    that many times: checked by building that set. Every image holds a score-0 and a score-1
+    prediction, so the min-max normalisation is the same for any resample."""
+    from dainet.evaluation.common import match_images, pr_curve, scheme_ap
+    rng = np.random.default_rng(3)
+    labels, preds = {}, {}
+    for i in range(12):
+        gt = rng.uniform(0, 80, (int(rng.integers(0, 4)), 2))
+        labels[f"{i}"] = np.concatenate([gt, gt + rng.uniform(10, 30, gt.shape)], axis=1)
+        jitter = np.concatenate([labels[f"{i}"] + rng.normal(0, 4, labels[f"{i}"].shape),
+                                 rng.uniform(0, 100, (3, 4))])[:, :4]
+        jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2] + 1)
+        scores = np.concatenate([[0.0, 1.0], rng.uniform(0, 1, len(jitter) - 2)])
+        preds[f"{i}"] = np.concatenate([jitter, scores[:, None]], axis=1)
+    stems = sorted(labels)
+    matches = match_images([preds[s][:, :4] for s in stems], [preds[s][:, 4] for s in stems],
+                           [labels[s] for s in stems])
+    full = scheme_ap(matches, np.ones(matches.n_gt, bool), matches.n_gt, 0.5, 1000)
+    assert full.ci is None and full.ap == evaluate_darkface(preds, labels).ap
+    for draw in (np.bincount(rng.integers(0, 12, 12), minlength=12), np.array([3] + [0] * 10 + [9])):
+        copies_p = {f"{s}_{k}": preds[s] for s, n in zip(stems, draw) for k in range(n)}
+        copies_l = {f"{s}_{k}": labels[s] for s, n in zip(stems, draw) for k in range(n)}
+        if not sum(len(v) for v in copies_l.values()):
+            continue
+        expected = evaluate_darkface(copies_p, copies_l).ap
+        hit = matches.best_iou >= 0.5
+        from dainet.evaluation.common import first_hits, voc_ap
+        faces = np.bincount(matches.gt_image, minlength=12) @ draw
+        curve = pr_curve(matches.score, np.ones(len(hit), bool), first_hits(matches.best_gt, hit), faces, 1000,
+                         weight=draw[matches.image])
+        assert voc_ap(curve.recall, curve.precision) == pytest.approx(expected, abs=1e-12)
+    boot = evaluate_darkface(preds, labels, bootstrap=300, seed=0)
+    assert boot.ap == full.ap and boot.ci[0] < full.ap < boot.ci[1]
+    assert evaluate_darkface(preds, labels, bootstrap=300, seed=0).ci == boot.ci    # seeded
+
+
+def test_bootstrap_of_identical_images_has_no_spread():
+    box = np.array([[10.0, 10.0, 40.0, 40.0]])
+    labels = {f"{i}": np.concatenate([box, box + 50]) for i in range(6)}
+    preds = {f"{i}": np.array([[10, 10, 40, 40, 0.9], [0, 0, 5, 5, 0.8], [60, 60, 90, 90, 0.1]])
+             for i in range(6)}
+    result = evaluate_darkface(preds, labels, bootstrap=50)
+    assert result.ci == pytest.approx((result.ap, result.ap))

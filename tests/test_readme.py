@@ -14,7 +14,11 @@ def test_readme_figures_are_the_committed_metrics():
     wider, dark, train, decomp = (metric(n) for n in ("eval_wider", "eval_dark", "train", "decomp"))
     aps = f"easy **{wider['easy']:.3f}**, medium **{wider['medium']:.3f}**, hard **{wider['hard']:.3f}**"
     assert aps in readme, f"README figures table lacks {aps!r}"
-    assert f"| **{dark['ap']:.3f}** (target 0.30) |" in readme
+    assert f"| **{dark['ap']:.3f}** (target 0.30); 95 % interval over resampled dark images " \
+           f"{dark['ap_ci_low']:.3f}–{dark['ap_ci_high']:.3f} |" in readme
+    intervals = ", ".join(f"{wider[f'{s}_ci_low']:.3f}–{wider[f'{s}_ci_high']:.3f}" for s in ("easy", "medium", "hard"))
+    assert f"95 % intervals over resampled val images {intervals} |" in readme
+    assert f"dark AP {dark['ap']:.3f} a 95 % interval of {dark['ap_ci_low']:.3f}–{dark['ap_ci_high']:.3f}" in readme
     assert (f"best validation loss {train['best_val_loss']:.2f} at iteration {train['best_iteration']}"
             in readme)
     assert f"loss {decomp['first_loss']:.3f} → {decomp['final_loss']:.3f}" in readme

@@ -108,6 +108,9 @@ class Matches:
     best_gt: np.ndarray   # [N] int64, gt of maximum IoU (first on ties)
     best_iou: np.ndarray  # [N] float64, that IoU
     n_gt: int             # number of gt boxes of the whole set
+    image: np.ndarray     # [N] int64, the prediction's image (index into the set's images)
+    gt_image: np.ndarray  # [n_gt] int64, each gt box's image
+    n_images: int         # images of the set, those without predictions or gt included
 
 
 def match_images(pred_corners: Sequence[np.ndarray], pred_scores: Sequence[np.ndarray],
@@ -120,8 +123,10 @@ def match_images(pred_corners: Sequence[np.ndarray], pred_scores: Sequence[np.nd
     predictions are not proposals at all. One stable sort of the whole set by
     descending score then gives every image the official per-image order.
     """
-    offsets = np.concatenate(([0], np.cumsum([len(g) for g in gt_corners])))
-    scores, best_gt, best_iou = [], [], []
+    sizes = [len(g) for g in gt_corners]
+    offsets = np.concatenate(([0], np.cumsum(sizes)))
+    gt_image = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    scores, best_gt, best_iou, image = [], [], [], []
     for i, (boxes, score, gt) in enumerate(zip(pred_corners, pred_scores, gt_corners)):
         if len(boxes) == 0 or len(gt) == 0:
             continue
@@ -130,13 +135,16 @@ def match_images(pred_corners: Sequence[np.ndarray], pred_scores: Sequence[np.nd
         scores.append(score)
         best_gt.append(arg + offsets[i])
         best_iou.append(np.take_along_axis(iou, arg[:, None], axis=1)[:, 0])
+        image.append(np.full(len(boxes), i, np.int64))
     if not scores:
         empty = np.zeros(0)
-        return Matches(empty, np.zeros(0, np.int64), empty, int(offsets[-1]))
+        return Matches(empty, np.zeros(0, np.int64), empty, int(offsets[-1]), np.zeros(0, np.int64),
+                       gt_image, len(sizes))
     score = np.concatenate(scores)
     order = np.argsort(-score, kind="stable")   # once for all settings and thresholds
     return Matches(score[order], np.concatenate(best_gt).astype(np.int64)[order],
-                   np.concatenate(best_iou)[order], int(offsets[-1]))
+                   np.concatenate(best_iou)[order], int(offsets[-1]), np.concatenate(image)[order],
+                   gt_image, len(sizes))
 
 
 # ------------------------------------------------------------------------- PR and AP
@@ -154,6 +162,7 @@ class PRCurve:
 class APResult(NamedTuple):
     ap: float
     curve: PRCurve
+    ci: tuple[float, float] | None = None   # bootstrap over the set's images (:func:`bootstrap_ci`)
 
 
 def score_thresholds(n_thresholds: int) -> np.ndarray:
@@ -178,14 +187,17 @@ def first_hits(best_gt: np.ndarray, recalls: np.ndarray) -> np.ndarray:
 
 
 def pr_curve(score: np.ndarray, is_proposal: np.ndarray, is_first_hit: np.ndarray,
-             n_faces: int, n_thresholds: int) -> PRCurve:
+             n_faces: float, n_thresholds: int, weight: np.ndarray | None = None) -> PRCurve:
     """Set-level PR curve from per-prediction flags, all thresholds at once.
 
     ``score [N]`` descending (NaN last), flags ``[N]`` in the same order. A prediction
     contributes at threshold t iff its score >= t; NaN scores (the official tool's 0/0
-    normalisation) never do.
+    normalisation) never do. ``weight [N]`` (the bootstrap: how often the prediction's image
+    was drawn) counts each prediction that many times; ``n_faces`` is then weighted too.
     """
     t = score_thresholds(n_thresholds)
+    if weight is not None:
+        is_proposal, is_first_hit = is_proposal * weight, is_first_hit * weight
     prop_cum = np.concatenate(([0], np.cumsum(is_proposal, dtype=np.int64)))
     hit_cum = np.concatenate(([0], np.cumsum(is_first_hit, dtype=np.int64)))
     n_above = np.searchsorted(-score, -t, side="right")   # predictions with score >= t
@@ -213,12 +225,13 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 def scheme_ap(matches: Matches, counts: np.ndarray, n_faces: int, iou_thresh: float,
-              n_thresholds: int) -> APResult:
+              n_thresholds: int, bootstrap: int = 0, seed: int = 0) -> APResult:
     """AP of matched predictions when the faces flagged in ``counts [n_gt]`` count.
 
     A hit (best IoU >= ``iou_thresh``) on a face that does not count is ignored: it
     is removed from the proposals. ``n_faces`` is the recall denominator (the faces
     that count over the whole set, images without predictions included).
+    ``bootstrap`` > 0 adds the 95 % interval of :func:`bootstrap_ci` (``seed``).
     """
     if n_faces <= 0:
         raise UserError("no ground-truth face counts in this evaluation set, AP is undefined")
@@ -226,9 +239,38 @@ def scheme_ap(matches: Matches, counts: np.ndarray, n_faces: int, iou_thresh: fl
     face_counts = counts[matches.best_gt]
     recalls = hit & face_counts
     ignored = hit & ~face_counts
-    curve = pr_curve(matches.score, ~ignored, first_hits(matches.best_gt, recalls),
-                     n_faces, n_thresholds)
-    return APResult(voc_ap(curve.recall, curve.precision), curve)
+    proposal, first = ~ignored, first_hits(matches.best_gt, recalls)
+    curve = pr_curve(matches.score, proposal, first, n_faces, n_thresholds)
+    ci = None
+    if bootstrap > 0:
+        faces_per_image = np.bincount(matches.gt_image[counts], minlength=matches.n_images)
+        ci = bootstrap_ci(matches, proposal, first, faces_per_image, n_thresholds, bootstrap, seed)
+    return APResult(voc_ap(curve.recall, curve.precision), curve, ci)
+
+
+def bootstrap_ci(matches: Matches, proposal: np.ndarray, first: np.ndarray, faces_per_image: np.ndarray,
+                 n_thresholds: int, replicates: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the AP over ``replicates`` resamples of the set's images.
+
+    Each resample draws the ``n_images`` images with replacement (multinomial counts, seeded by
+    ``seed``); an image drawn k times contributes its predictions, proposals, first hits and
+    counted faces k times (``faces_per_image [n_images]``), so the flags of the full set stay
+    valid. The min-max score normalisation stays the full set's. Resamples without a counted
+    face are skipped. The evaluation's own uncertainty, not the training's.
+    """
+    rng = np.random.default_rng(seed)
+    n = matches.n_images
+    aps = []
+    for _ in range(replicates):
+        drawn = rng.multinomial(n, np.full(n, 1.0 / n))
+        faces = float(drawn @ faces_per_image)
+        if faces <= 0:
+            continue
+        curve = pr_curve(matches.score, proposal, first, faces, n_thresholds, weight=drawn[matches.image])
+        aps.append(voc_ap(curve.recall, curve.precision))
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(aps, [tail, 100 - tail]) if aps else (np.nan, np.nan)
+    return float(lo), float(hi)
 
 
 def write_curve_csv(path: str | Path, curve: PRCurve) -> None:

@@ -34,10 +34,12 @@ from dainet.formats.predictions import read_darkface_predictions  # noqa: F401
 
 def evaluate_darkface(predictions: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
                       iou_thresh: float = 0.5, n_thresholds: int = 1000,
-                      xyxy_as_xywh: bool = False) -> APResult:
+                      xyxy_as_xywh: bool = False, bootstrap: int = 0, seed: int = 0) -> APResult:
     """AP and PR curve of ``predictions`` {stem: ``[K, 5]`` x1 y1 x2 y2 score} against
     ``labels`` {stem: ``[G, 4]`` x1 y1 x2 y2}. Scores are min-max normalised over the
     predictions of the labelled images. See the module docstring for ``xyxy_as_xywh``.
+    ``bootstrap`` > 0: the result's ``ci``, resampling the labelled images
+    (:func:`dainet.evaluation.common.bootstrap_ci`).
     """
     stems = sorted(labels)
     check_prediction_names(list(predictions), set(labels), lambda s: f"{s}.txt")
@@ -51,4 +53,4 @@ def evaluate_darkface(predictions: Mapping[str, np.ndarray], labels: Mapping[str
     matches = match_images([corners(p[:, :4]) for p in raw], normalize_scores([p[:, 4] for p in raw]),
                            [corners(g) for g in gts])
     n_faces = sum(len(g) for g in gts)
-    return scheme_ap(matches, np.ones(matches.n_gt, bool), n_faces, iou_thresh, n_thresholds)
+    return scheme_ap(matches, np.ones(matches.n_gt, bool), n_faces, iou_thresh, n_thresholds, bootstrap, seed)

@@ -81,12 +81,14 @@ def _event_groups(images: list[ImageKey]) -> list[list[ImageKey]]:
 # ------------------------------------------------------------------------- evaluation
 
 def evaluate_wider(predictions: Mapping[ImageKey, np.ndarray], gt: WiderGroundTruth | str | Path,
-                   iou_thresh: float = 0.5, n_thresholds: int = 1000) -> dict[str, APResult]:
+                   iou_thresh: float = 0.5, n_thresholds: int = 1000, bootstrap: int = 0,
+                   seed: int = 0) -> dict[str, APResult]:
     """AP and PR curve per setting of WIDER FACE val.
 
     ``predictions``: {(event, image): ``[K, 5]`` pixels (x, y, w, h, score)}, any
     order within an image; images absent from it have no predictions. Scores are
-    min-max normalised over the predictions of the ground truth's images.
+    min-max normalised over the predictions of the ground truth's images. ``bootstrap`` > 0:
+    each result's ``ci``, resampling the val images (the same draws for every setting).
     """
     if not isinstance(gt, WiderGroundTruth):
         gt = load_wider_ground_truth(gt)
@@ -104,5 +106,5 @@ def evaluate_wider(predictions: Mapping[ImageKey, np.ndarray], gt: WiderGroundTr
         counts = np.zeros(matches.n_gt, bool)
         counts[np.concatenate([idx + off for idx, off in zip(per_image, offsets[:-1])])] = True
         n_faces = sum(idx.size for idx in per_image)
-        results[setting] = scheme_ap(matches, counts, n_faces, iou_thresh, n_thresholds)
+        results[setting] = scheme_ap(matches, counts, n_faces, iou_thresh, n_thresholds, bootstrap, seed)
     return results
