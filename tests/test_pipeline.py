@@ -99,10 +99,12 @@ def first_repro(repo) -> str:
 def test_repro_runs_every_stage_and_writes_the_metrics(repo, first_repro):
     assert ran(first_repro) == STAGES
     wider = json.loads((repo / "metrics" / "eval_wider.json").read_text())
-    assert set(wider) == {"easy", "medium", "hard", "missing_predictions"}
-    assert all(0.0 <= wider[k] <= 1.0 for k in ("easy", "medium", "hard"))
+    assert list(wider) == ["easy", "medium", "hard"] + [f"{s}_ci_{b}" for s in ("easy", "medium", "hard")
+                                                       for b in ("low", "high")] + ["missing_predictions"]
+    assert all(0.0 <= wider[f"{k}_ci_low"] <= wider[k] <= wider[f"{k}_ci_high"] <= 1.0
+               for k in ("easy", "medium", "hard"))
     dark = json.loads((repo / "metrics" / "eval_dark.json").read_text())
-    assert 0.0 <= dark["ap"] <= 1.0
+    assert 0.0 <= dark["ap_ci_low"] <= dark["ap"] <= dark["ap_ci_high"] <= 1.0
     # every evaluated image was predicted (those without faces too): nothing scored by omission
     assert wider["missing_predictions"] == 0 and dark["missing_predictions"] == 0
     train = json.loads((repo / "metrics" / "train.json").read_text())

@@ -308,8 +308,9 @@ def test_round_trip_wider_through_evaluate(tmp_path, checkpoint, wider_set):
     assert stage_main("evaluate")(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"),
                                         "--out", str(out), "--params", str(params)]) == 0
     aps = json.loads(out.read_text())
-    assert list(aps) == ["easy", "medium", "hard", "missing_predictions"]
+    assert list(aps)[:3] == ["easy", "medium", "hard"] and list(aps)[-1] == "missing_predictions"
     assert aps.pop("missing_predictions") == 0
+    aps = {s: aps[s] for s in ("easy", "medium", "hard")}
     # the stage scores the written files as the evaluator scores the detections read back:
     # each image's top box is its one face, so every face is found (recall 1) and AP is
     # what the other boxes' ranks leave of precision
