@@ -13,7 +13,7 @@ from dainet.errors import UserError
 from dainet.evaluation import compare as cmp
 
 
-def record(name, method, seed, dark, easy=0.5, lr=1e-3, error=None, ci=None):
+def record(name, method, seed, dark, easy=0.5, lr=1e-3, error=None, ci=None, state=None):
     """One experiment as `dvc exp show --json` nests it."""
     dark_json = {"ap": dark, "missing_predictions": 0}
     if ci:
@@ -23,7 +23,8 @@ def record(name, method, seed, dark, easy=0.5, lr=1e-3, error=None, ci=None):
             "metrics": {"metrics/eval_wider.json": {"data": {"easy": easy, "medium": easy - 0.1, "hard": easy - 0.2}},
                         "metrics/eval_dark.json": {"data": dark_json}}}
     return {"revs": [{"rev": f"{abs(hash(name)):040x}"[:40], "name": name, "data": None if error else data,
-                      "error": error}], "name": name, "executor": None}
+                      "error": error}], "name": name,
+            "executor": None if state is None else {"state": state, "name": "dvc-task"}}
 
 
 def exp_show(experiments, baseline_dark=0.44):
@@ -37,13 +38,16 @@ GRID = [record(f"dai-{s}", "dainet", s, 0.40 + 0.02 * s, easy=0.6 + 0.02 * s) fo
 
 
 def test_runs_are_the_finished_experiments_only():
-    records = exp_show(GRID + [record("broken", "dsfd", 7, 0.1, error={"msg": "failed"})])
+    # a running experiment shows its own params beside its baseline's metrics: not a run yet
+    records = exp_show(GRID + [record("broken", "dsfd", 7, 0.1, error={"msg": "failed"}),
+                               record("running", "dsfd", 8, 0.44, state="running"),
+                               record("done", "dsfd", 9, 0.2, state="success")])
     runs, skipped = cmp.runs_from_exp_show(records)
-    assert [r.name for r in runs] == [f"dai-{s}" for s in range(5)] + [f"dsfd-{s}" for s in range(5)]
-    assert skipped == ["broken"]
+    assert [r.name for r in runs] == [f"dai-{s}" for s in range(5)] + [f"dsfd-{s}" for s in range(5)] + ["done"]
+    assert skipped == ["broken", "running"]
     assert runs[0].params["train.lr_steps"] == (1, 2) and runs[3].seed == 3
     with_base, _ = cmp.runs_from_exp_show(records, include_baseline=True)
-    assert with_base[0].name == "main" and len(with_base) == 11
+    assert with_base[0].name == "main" and len(with_base) == 12
 
 
 def test_mean_std_n_per_configuration_labelled_by_what_differs():
@@ -59,21 +63,27 @@ def test_differences_are_paired_by_seed_with_a_bootstrap_interval():
     runs, _ = cmp.runs_from_exp_show(exp_show(GRID[::-1]))   # order must not matter: seeds pair
     result = cmp.compare(runs, replicates=4000, seed=1)
     # the seed effect (0.02 per seed) cancels in pairs; what is left is 0 or +0.01
-    diff, lo, hi, n = result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"]
+    diff, lo, hi, n, t_lo, t_hi = result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"]
     d = -0.01 * (np.arange(5) % 2)
     assert n == 5 and diff == pytest.approx(d.mean())
     assert -0.01 - 1e-12 <= lo <= diff <= hi <= 1e-12 and hi - lo < 0.0101
+    # Student-t: mean -0.004, sd 0.00548, t(0.975, 4) = 2.776 -> half width 0.0068, crossing 0
+    assert (t_lo, t_hi) == pytest.approx((-0.004 - 0.0068, -0.004 + 0.0068), abs=1e-4)
+    assert not result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"].excludes_zero
     # clean: the seeds spread each configuration (std 0.03), every pair differs by exactly 0.1
-    diff, lo, hi, _ = result.pairs[("train.method=dsfd", "train.method=dainet")]["clean_easy"]
+    diff, lo, hi, _, t_lo, t_hi = result.pairs[("train.method=dsfd", "train.method=dainet")]["clean_easy"]
     assert diff == pytest.approx(-0.1) and lo == pytest.approx(-0.1) and hi == pytest.approx(-0.1)
-    assert "*" in result.to_markdown().split("clean_easy")[-1]
+    assert t_lo == pytest.approx(-0.1) and t_hi == pytest.approx(-0.1)
+    row = next(ln for ln in result.to_markdown().splitlines() if ln.startswith("| train.method=dsfd − "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2].endswith("] *") and not cells[5].endswith("*")      # clean_easy yes, dark no
 
 
 def test_one_seed_has_no_interval_and_writes_null():
     runs, _ = cmp.runs_from_exp_show(exp_show([record("a", "dainet", 0, 0.4), record("b", "dsfd", 0, 0.3)]))
     result = cmp.compare(runs, replicates=100)
-    diff, lo, hi, n = result.pairs[("train.method=dainet", "train.method=dsfd")]["dark"]
-    assert diff == pytest.approx(0.1) and math.isnan(lo) and math.isnan(hi) and n == 1
+    diff, lo, hi, n, t_lo, _ = result.pairs[("train.method=dainet", "train.method=dsfd")]["dark"]
+    assert diff == pytest.approx(0.1) and math.isnan(lo) and math.isnan(hi) and n == 1 and math.isnan(t_lo)
     assert math.isnan(result.summary["train.method=dsfd"]["dark"][1])
 
 

@@ -7,7 +7,8 @@ Input: the records of ``dvc exp show --json`` (:func:`runs_from_exp_show`). A ru
 
 - per configuration and AP: mean, standard deviation (ddof 1) and n over seeds;
 - per pair of configurations and AP: the mean of the paired differences (same seed, first
-  minus second) with a percentile bootstrap 95 % interval over the shared seeds;
+  minus second) with a percentile bootstrap 95 % interval over the shared seeds, and the
+  Student-t interval beside it (at five seeds the percentile bootstrap is too narrow);
 - per run: its APs and, when the evaluation wrote them (``<ap>_ci_low`` / ``<ap>_ci_high``,
   the bootstrap over test images), the evaluation's own interval.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
@@ -82,7 +83,8 @@ def _run(name: str, data: dict) -> Run | None:
 def runs_from_exp_show(records: list, include_baseline: bool = False) -> tuple[list[Run], list[str]]:
     """``(runs, skipped)`` from the JSON of ``dvc exp show --json``.
 
-    Experiments (queued or not) whose run finished with metrics become :class:`Run`; the
+    Experiments (queued or not) whose run finished with metrics become :class:`Run` (an
+    executor state other than ``success`` -- queued, running, failed -- is left out); the
     workspace is never one; a baseline commit is one only with ``include_baseline``.
     ``skipped`` names the experiments left out (failed, running, or without APs).
     """
@@ -96,9 +98,11 @@ def runs_from_exp_show(records: list, include_baseline: bool = False) -> tuple[l
             run = _run(commit.get("name") or commit["rev"][:7], commit["data"])
             (runs.append(run) if run else skipped.append(commit.get("name") or commit["rev"][:7]))
         for exp in commit.get("experiments") or []:
+            # a queued or running experiment shows its params beside its baseline's metrics
+            state = (exp.get("executor") or {}).get("state", "success")
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name") or str(rev.get("rev"))[:7]
-                run = _run(name, rev.get("data") or {}) if not rev.get("error") else None
+                run = _run(name, rev.get("data") or {}) if state == "success" and not rev.get("error") else None
                 (runs.append(run) if run else skipped.append(name))
     return runs, skipped
 
@@ -149,11 +153,37 @@ def paired_bootstrap(diffs: np.ndarray, replicates: int, rng: np.random.Generato
     return mean, float(lo), float(hi)
 
 
+class Difference(NamedTuple):
+    """Paired differences of one AP between two configurations (first minus second)."""
+    diff: float    # mean over the shared seeds
+    lo: float      # percentile bootstrap 95 % interval (NaN when n < 2)
+    hi: float
+    n: int         # shared seeds
+    t_lo: float    # Student-t 95 % interval of the mean (NaN when n < 2): wider than the
+    t_hi: float    # bootstrap's at few seeds, which the percentile bootstrap underestimates
+
+    @property
+    def excludes_zero(self) -> bool:
+        """Both intervals on one side of 0 (a difference the seeds support)."""
+        return not math.isnan(self.lo) and (min(self.lo, self.t_lo) > 0 or max(self.hi, self.t_hi) < 0)
+
+
+def t_interval(diffs: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Student-t interval of the mean of ``diffs`` (n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    n = len(diffs)
+    if n < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * np.std(diffs, ddof=1) / math.sqrt(n)
+    return float(np.mean(diffs) - half), float(np.mean(diffs) + half)
+
+
 @dataclass
 class Comparison:
     groups: dict[str, list[Run]]
     summary: dict[str, dict[str, tuple[float, float, int]]]              # config -> ap -> (mean, std, n)
-    pairs: dict[tuple[str, str], dict[str, tuple[float, float, float, int]]]  # (a, b) -> ap -> (diff, lo, hi, n)
+    pairs: dict[tuple[str, str], dict[str, Difference]]                      # (a, b) -> ap -> Difference
 
     def to_json(self) -> dict[str, float | int | None]:
         """Flat: ``<config>/<ap>/{mean,std,n}``, ``<a> - <b>/<ap>/{diff,ci_low,ci_high,n}``,
@@ -164,9 +194,10 @@ class Comparison:
             for ap, (mean, std, n) in aps.items():
                 out.update({f"{config}/{ap}/mean": mean, f"{config}/{ap}/std": std, f"{config}/{ap}/n": n})
         for (a, b), aps in self.pairs.items():
-            for ap, (diff, lo, hi, n) in aps.items():
+            for ap, d in aps.items():
                 pre = f"{a} - {b}/{ap}"
-                out.update({f"{pre}/diff": diff, f"{pre}/ci_low": lo, f"{pre}/ci_high": hi, f"{pre}/n": n})
+                out.update({f"{pre}/diff": d.diff, f"{pre}/ci_low": d.lo, f"{pre}/ci_high": d.hi,
+                            f"{pre}/t_low": d.t_lo, f"{pre}/t_high": d.t_hi, f"{pre}/n": d.n})
         for members in self.groups.values():
             for r in members:
                 for ap, v in r.aps.items():
@@ -193,15 +224,20 @@ class Comparison:
             lines += ["", "| difference (same seeds) | n | " + " | ".join(f"{ap} AP [95 % CI]" for ap in aps) + " |",
                       "|---|---|" + "---|" * len(aps)]
             for (a, b), stats in self.pairs.items():
-                n = max(s[3] for s in stats.values())
+                n = max(d.n for d in stats.values())
                 cells = []
                 for ap in aps:
-                    d, lo, hi, _ = stats.get(ap, (math.nan,) * 3 + (0,))
-                    sure = "" if math.isnan(lo) or lo <= 0 <= hi else " *"
-                    cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{sure}" if not math.isnan(lo) else f"{d:+.3f}")
+                    d = stats.get(ap)
+                    if d is None:
+                        cells.append("")
+                        continue
+                    sure = " *" if d.excludes_zero else ""
+                    cells.append(f"{d.diff:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]{sure}" if not math.isnan(d.lo)
+                                 else f"{d.diff:+.3f}")
                 lines.append(f"| {a} − {b} | {n} | " + " | ".join(cells) + " |")
-            if any(not math.isnan(s[1]) for stats in self.pairs.values() for s in stats.values()):
-                lines += ["", "\\* the interval excludes 0."]
+            if any(not math.isnan(d.lo) for stats in self.pairs.values() for d in stats.values()):
+                lines += ["", "Brackets: percentile bootstrap 95 % interval over seeds; \\* both it and the "
+                          "Student-t 95 % interval exclude 0."]
         return "\n".join(lines) + "\n"
 
 
@@ -228,7 +264,7 @@ def compare(runs: Iterable[Run], replicates: int = 10000, seed: int = 0) -> Comp
         for ap in APS:
             d = np.array([ra.aps[ap] - rb.aps[ap] for ra, rb in shared if ap in ra.aps and ap in rb.aps])
             if len(d):
-                pairs[(a, b)][ap] = (*paired_bootstrap(d, replicates, rng), len(d))
+                pairs[(a, b)][ap] = Difference(*paired_bootstrap(d, replicates, rng), len(d), *t_interval(d))
     return Comparison(groups, summary, pairs)
 
 
@@ -272,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
     import subprocess
+    import sys
+    from pathlib import Path
 
     from dainet.utils.fileio import write_image, write_json, write_text
 
@@ -292,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             raise UserError(f"{args.exp_show}: not the JSON of dvc exp show --json ({exc})") from None
     else:
-        cmd = ["dvc", "exp", "show", "--json"] + (["--all-commits"] if args.all_commits else [])
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        # the dvc of this environment (`.venv/bin/python -m dainet` without an activated venv)
+        beside = Path(sys.executable).parent / "dvc"
+        cmd = [str(beside) if beside.is_file() else "dvc", "exp", "show", "--json"] + \
+            (["--all-commits"] if args.all_commits else [])
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise UserError("dvc is not installed here: run `make setup` and `source .venv/bin/activate`") from None
         if done.returncode:
             raise UserError(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
         records = json.loads(done.stdout)
