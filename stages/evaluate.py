@@ -1,16 +1,19 @@
 """Stage `evaluate`: WIDER FACE val / DARK FACE AP under the official WIDER scheme (spec §12).
 
     python -m stages.evaluate wider --pred DIR --gt DIR --out metrics/wider.json \
-        [--curves-dir plots] [--params params.yaml]
+        [--curves-dir plots] [--replicates FILE] [--params params.yaml]
     python -m stages.evaluate darkface --pred DIR --labels DIR --out metrics/darkface.json \
-        [--curves-dir plots] [--params params.yaml]
+        [--curves-dir plots] [--replicates FILE] [--params params.yaml]
 
 Writes {"easy", "medium", "hard"} (WIDER) or {"ap"} (DARK FACE) as fractions, then
 "missing_predictions" (evaluated images without a prediction file), and with
 --curves-dir the PR curves pr_wider_<setting>.csv / pr_darkface.csv
 (threshold,precision,recall). With evaluate.bootstrap N > 0 each AP also gets
 "<ap>_ci_low" / "<ap>_ci_high": the 95 % percentile interval over N resamples of the
-evaluated images (seed evaluate.bootstrap_seed), the evaluation's own uncertainty.
+evaluated images (seed evaluate.bootstrap_seed), the evaluation's own uncertainty; and
+with --replicates FILE the AP of every resample, columns replicate,<ap>... (nan: a resample
+without a counted face). The resamples depend on the seed and the number of images only, so
+`python -m dainet compare` pairs two runs' replicates over the same images.
 Params: evaluate.iou_thresh, evaluate.thresholds, evaluate.bootstrap, evaluate.bootstrap_seed,
 evaluate.max_missing_predictions (more images without a prediction file fail the
 stage: the scheme would score them as images without detections) and, optional,
@@ -39,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument("--pred", required=True, help="prediction folder")
         p.add_argument("--out", required=True, help="metrics JSON to write")
         p.add_argument("--curves-dir", help="folder for the PR curve CSV files")
+        p.add_argument("--replicates", help="CSV to write each AP's bootstrap replicates to "
+                                            "(with evaluate.bootstrap > 0)")
         p.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from dainet.evaluation import (evaluate_darkface, evaluate_wider, load_wider_ground_truth,
                                    missing_predictions, read_darkface_labels, read_darkface_predictions,
                                    read_wider_predictions, write_curve_csv)
-    from dainet.utils.fileio import write_json
+    from dainet.utils.fileio import write_csv, write_json
 
     pred_dir = Path(args.pred)
     if args.benchmark == "wider":
@@ -93,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics["missing_predictions"] = len(missing)
 
     write_json(args.out, metrics)
+    if args.replicates:   # header only without a bootstrap: the declared output exists
+        write_csv(args.replicates, [{"replicate": b, **{name: float(r.replicates[b]) for name, r in results.items()}}
+                                    for b in range(bootstrap)], columns=["replicate", *results])
     if args.curves_dir:
         for name, curve in curves.items():
             write_curve_csv(Path(args.curves_dir) / f"{name}.csv", curve)

@@ -63,7 +63,7 @@ def test_differences_are_paired_by_seed_with_a_bootstrap_interval():
     runs, _ = cmp.runs_from_exp_show(exp_show(GRID[::-1]))   # order must not matter: seeds pair
     result = cmp.compare(runs, replicates=4000, seed=1)
     # the seed effect (0.02 per seed) cancels in pairs; what is left is 0 or +0.01
-    diff, lo, hi, n, t_lo, t_hi = result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"]
+    diff, lo, hi, n, t_lo, t_hi = result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"][:6]
     d = -0.01 * (np.arange(5) % 2)
     assert n == 5 and diff == pytest.approx(d.mean())
     assert -0.01 - 1e-12 <= lo <= diff <= hi <= 1e-12 and hi - lo < 0.0101
@@ -71,7 +71,7 @@ def test_differences_are_paired_by_seed_with_a_bootstrap_interval():
     assert (t_lo, t_hi) == pytest.approx((-0.004 - 0.0068, -0.004 + 0.0068), abs=1e-4)
     assert not result.pairs[("train.method=dsfd", "train.method=dainet")]["dark"].excludes_zero
     # clean: the seeds spread each configuration (std 0.03), every pair differs by exactly 0.1
-    diff, lo, hi, _, t_lo, t_hi = result.pairs[("train.method=dsfd", "train.method=dainet")]["clean_easy"]
+    diff, lo, hi, _, t_lo, t_hi = result.pairs[("train.method=dsfd", "train.method=dainet")]["clean_easy"][:6]
     assert diff == pytest.approx(-0.1) and lo == pytest.approx(-0.1) and hi == pytest.approx(-0.1)
     assert t_lo == pytest.approx(-0.1) and t_hi == pytest.approx(-0.1)
     row = next(ln for ln in result.to_markdown().splitlines() if ln.startswith("| train.method=dsfd − "))
@@ -82,7 +82,7 @@ def test_differences_are_paired_by_seed_with_a_bootstrap_interval():
 def test_one_seed_has_no_interval_and_writes_null():
     runs, _ = cmp.runs_from_exp_show(exp_show([record("a", "dainet", 0, 0.4), record("b", "dsfd", 0, 0.3)]))
     result = cmp.compare(runs, replicates=100)
-    diff, lo, hi, n, t_lo, _ = result.pairs[("train.method=dainet", "train.method=dsfd")]["dark"]
+    diff, lo, hi, n, t_lo, _ = result.pairs[("train.method=dainet", "train.method=dsfd")]["dark"][:6]
     assert diff == pytest.approx(0.1) and math.isnan(lo) and math.isnan(hi) and n == 1 and math.isnan(t_lo)
     assert math.isnan(result.summary["train.method=dsfd"]["dark"][1])
 
@@ -126,3 +126,83 @@ def test_nothing_to_compare_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(cmp.main, ["--exp-show", str(src)])
     assert capsys.readouterr().err.startswith(f"error: {src}: not the JSON of dvc exp show --json")
+
+
+def reps_csv(values: dict[str, np.ndarray]) -> str:
+    cols = list(values)
+    return "replicate," + ",".join(cols) + "\n" + "".join(
+        f"{b}," + ",".join(repr(float(values[c][b])) for c in cols) + "\n" for b in range(len(values[cols[0]])))
+
+
+def grid_with_replicates(dsfd_shift=0.0, dsfd_params=None):
+    """GRID's records (dsfd's dark AP moved by ``dsfd_shift``, its params updated by
+    ``dsfd_params``) and a reader of their replicates files. Replicate b is one image resample
+    for every run: the test set's luck (0.05 per resample) is shared by all runs, the two
+    detectors disagree by 0.004 per resample."""
+    rng = np.random.default_rng(0)
+    chance, disagree = rng.normal(0, 0.05, 400), rng.normal(0, 0.004, 400)
+    records, files = [], {}
+    for s in range(5):
+        for method in ("dainet", "dsfd"):
+            dark = 0.40 + 0.02 * s + ((dsfd_shift - 0.01 * (s % 2)) if method == "dsfd" else 0)
+            r = record(f"{method}-{s}", method, s, dark)
+            if method == "dsfd" and dsfd_params:
+                r["revs"][0]["data"]["params"]["params.yaml"]["data"].update(dsfd_params)
+            records.append(r)
+            files[r["revs"][0]["rev"]] = {
+                "plots/bootstrap/dark.csv": reps_csv({"ap": dark + chance + (disagree if method == "dsfd" else 0)}),
+                "plots/bootstrap/wider.csv": "replicate,easy,medium,hard\n"}   # no bootstrap: header only
+    runs = cmp.runs_from_exp_show(exp_show(records))[0]
+    return cmp.with_replicates(runs, lambda rev, path: files.get(rev, {}).get(path)), disagree
+
+
+def test_differences_over_the_test_images_pair_replicates_and_need_the_same_images():
+    runs, disagree = grid_with_replicates()
+    assert runs[0].replicates["dark"].shape == (400,) and "clean_easy" not in runs[0].replicates
+    d = cmp.compare(runs, replicates=4000).pairs[("train.method=dainet", "train.method=dsfd")]["dark"]
+    seeds = 0.01 * (np.arange(5) % 2)                  # dainet - dsfd per seed
+    assert d.diff == pytest.approx(seeds.mean())
+    # images: the seeds' mean difference on each resample; the 0.05 luck of the test set cancels
+    assert (d.images_lo, d.images_hi) == pytest.approx(tuple(np.percentile(seeds.mean() - disagree, [2.5, 97.5])))
+    assert d.images_hi - d.images_lo < 0.02
+    # both: wider than either source alone
+    assert d.both_lo < min(d.lo, d.images_lo) and d.both_hi > max(d.hi, d.images_hi) - 1e-9
+    assert not d.survives_images
+    clean = cmp.compare(runs, replicates=100).pairs[("train.method=dainet", "train.method=dsfd")]["clean_easy"]
+    assert math.isnan(clean.images_lo)                 # no replicates: no image interval
+    assert "| difference, test images resampled | n |" in cmp.compare(runs, replicates=100).to_markdown()
+
+    # a large, steady difference survives both
+    runs, _ = grid_with_replicates(dsfd_shift=-0.1)
+    result = cmp.compare(runs, replicates=2000)
+    d = result.pairs[("train.method=dainet", "train.method=dsfd")]["dark"]
+    assert d.both_lo > 0.09 and d.survives_images and "†" in result.to_markdown()
+    assert result.to_json()["train.method=dainet - train.method=dsfd/dark/both_low"] == round(d.both_lo, 6)
+
+    # different test images (sample.n_dark differs): the runs do not pair over images
+    runs, _ = grid_with_replicates(dsfd_params={"sample": {"n_dark": 300}})
+    d = next(iter(cmp.compare(runs, replicates=100).pairs.values()))["dark"]
+    assert not math.isnan(d.lo) and math.isnan(d.images_lo) and math.isnan(d.both_lo)
+
+
+def test_a_bad_replicates_file_is_one_line_naming_run_file_and_line():
+    assert cmp.parse_replicates("replicate,ap\n0,0.5\n1,nan\n", "f")["ap"][1] != 0.5
+    with pytest.raises(UserError, match=r"^dai-0:plots/x.csv:3: expected replicate 1 and 1 numbers, got '2,0.4'$"):
+        cmp.parse_replicates("replicate,ap\n0,0.5\n2,0.4\n", "dai-0:plots/x.csv")
+    with pytest.raises(UserError, match=r"^f:1: expected the header"):
+        cmp.parse_replicates("ap\n0.5\n", "f")
+
+
+def test_git_file_reads_a_commit_and_says_none_without_the_file(tmp_path, monkeypatch):
+    import subprocess
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "a.csv").write_text("replicate,ap\n0,0.5\n")
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "plots" / "a.csv").write_text("changed")
+    assert cmp.git_file(rev, "plots/a.csv") == "replicate,ap\n0,0.5\n"
+    assert cmp.git_file(rev, "plots/b.csv") is None

@@ -60,14 +60,29 @@ def test_wider_round_trip(tmp_path, params):
         assert float(rows[-1]["precision"]) == pytest.approx(direct[setting].curve.precision[-1])
 
     # with evaluate.bootstrap each AP gains its interval over resampled images; the APs stay
+    # without a bootstrap the replicates file is its header only (the declared output exists)
+    reps = tmp_path / "plots" / "bootstrap" / "wider.csv"
+    assert evaluate_main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out),
+                          "--replicates", str(reps), "--params", str(params)]) == 0
+    assert reps.read_text() == "replicate,easy,medium,hard\n"
+    # with evaluate.bootstrap each AP gains its interval over resampled images; the APs stay
     params.write_text(params.read_text().replace("bootstrap: 0", "bootstrap: 200"))
     assert evaluate_main(["wider", "--pred", str(pred), "--gt", str(tmp_path / "gt"), "--out", str(out),
-                          "--params", str(params)]) == 0
+                          "--replicates", str(reps), "--params", str(params)]) == 0
     boot = json.loads(out.read_text())
     assert list(boot) == ["easy", "medium", "hard", "easy_ci_low", "easy_ci_high", "medium_ci_low",
                           "medium_ci_high", "hard_ci_low", "hard_ci_high", "missing_predictions"]
+    # the replicates written are the evaluator's, exactly, and the interval is theirs
+    rows = read_csv(reps)
+    assert [int(r["replicate"]) for r in rows] == list(range(200))
+    again = evaluate_wider({k: np.array([[float(v) for v in ln.split()] for ln in lines]).reshape(-1, 5)
+                            for k, lines in files.items()}, load_wider_ground_truth(tmp_path / "gt"), bootstrap=200)
     for setting in ("easy", "medium", "hard"):
         assert boot[setting] == metrics[setting]
+        values = np.array([float(r[setting]) for r in rows])
+        np.testing.assert_array_equal(values, again[setting].replicates)
+        assert (boot[f"{setting}_ci_low"], boot[f"{setting}_ci_high"]) == pytest.approx(
+            tuple(np.nanpercentile(values, [2.5, 97.5])), abs=1e-12)
         assert 0.0 <= boot[f"{setting}_ci_low"] < boot[f"{setting}_ci_high"] <= 1.0
 
 

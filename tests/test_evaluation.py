@@ -396,3 +396,38 @@ def test_bootstrap_of_identical_images_has_no_spread():
              for i in range(6)}
     result = evaluate_darkface(preds, labels, bootstrap=50)
     assert result.ci == pytest.approx((result.ap, result.ap))
+
+
+def test_two_detectors_share_each_resample_so_their_replicates_pair():
+    """Replicate b of any detector on one image set is its AP on the same resample (the draws
+    depend on the seed and the number of images only): rebuilt here as the set with each image
+    repeated as often as the seeded draw b took it, for two different detectors."""
+    from dainet.evaluation.common import percentile_interval
+    box = np.array([[10.0, 10.0, 40.0, 40.0]])
+    labels = {"a": box, "b": box + 50, "c": np.concatenate([box, box + 100]), "d": np.zeros((0, 4))}
+    detectors = [{"a": [[10, 10, 40, 40, 0.9]], "b": [[0, 0, 9, 9, 0.8], [60, 60, 90, 90, 0.3]],
+                  "c": [[10, 10, 40, 40, 0.7]], "d": [[1, 1, 5, 5, 0.5]]},
+                 {"a": [[0, 0, 9, 9, 0.9]], "b": [[60, 60, 90, 90, 0.8]], "c": [[110, 110, 140, 140, 0.2],
+                  [10, 10, 40, 40, 0.6]], "d": [[1, 1, 5, 5, 0.1]]}]
+    stems = sorted(labels)
+    rng = np.random.default_rng(7)
+    draws = [rng.multinomial(4, np.full(4, 0.25)) for _ in range(6)]
+    # a score-0 and a score-1 false positive in every image: min-max normalisation is the identity
+    # for any resample
+    extremes = [[200, 200, 205, 205, 0.0], [210, 210, 215, 215, 1.0]]
+    for preds in detectors:
+        preds = {k: np.array(v + extremes, float) for k, v in preds.items()}
+        result = evaluate_darkface(preds, labels, bootstrap=6, seed=7)
+        assert result.replicates.shape == (6,)
+        for b, draw in enumerate(draws):
+            copies = [(f"{s}_{k}", s) for s, n in zip(stems, draw) for k in range(n)]
+            if not sum(len(labels[s]) for _, s in copies):
+                assert np.isnan(result.replicates[b])   # no counted face: no AP, left out of the interval
+                continue
+            expected = evaluate_darkface({new: preds[s] for new, s in copies}, {new: labels[s] for new, s in copies})
+            assert result.replicates[b] == pytest.approx(expected.ap, abs=1e-12), (b, draw)
+        assert result.ci == percentile_interval(result.replicates)
+    # a resample that draws only the faceless image has no AP: NaN, left out of the interval
+    half = evaluate_darkface({"x": np.array([[10, 10, 40, 40, 0.9]]), "y": np.array([[0, 0, 5, 5, 0.2]])},
+                             {"x": box, "y": np.zeros((0, 4))}, bootstrap=40, seed=0)
+    assert 0 < np.isnan(half.replicates).sum() < 40 and half.ci == (1.0, 1.0)

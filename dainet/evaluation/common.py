@@ -27,6 +27,7 @@ thresholds at once. Only the IoU / best-match step loops over images.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,12 @@ class PRCurve:
 class APResult(NamedTuple):
     ap: float
     curve: PRCurve
-    ci: tuple[float, float] | None = None   # bootstrap over the set's images (:func:`bootstrap_ci`)
+    replicates: np.ndarray | None = None   # [B] AP of each resample of the set's images (:func:`bootstrap_aps`)
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """The :data:`LEVEL` percentile interval of the replicates; None without a bootstrap."""
+        return None if self.replicates is None else percentile_interval(self.replicates)
 
 
 def score_thresholds(n_thresholds: int) -> np.ndarray:
@@ -231,7 +237,7 @@ def scheme_ap(matches: Matches, counts: np.ndarray, n_faces: int, iou_thresh: fl
     A hit (best IoU >= ``iou_thresh``) on a face that does not count is ignored: it
     is removed from the proposals. ``n_faces`` is the recall denominator (the faces
     that count over the whole set, images without predictions included).
-    ``bootstrap`` > 0 adds the 95 % interval of :func:`bootstrap_ci` (``seed``).
+    ``bootstrap`` > 0 adds the APs of that many resampled image sets (:func:`bootstrap_aps`, ``seed``).
     """
     if n_faces <= 0:
         raise UserError("no ground-truth face counts in this evaluation set, AP is undefined")
@@ -241,36 +247,51 @@ def scheme_ap(matches: Matches, counts: np.ndarray, n_faces: int, iou_thresh: fl
     ignored = hit & ~face_counts
     proposal, first = ~ignored, first_hits(matches.best_gt, recalls)
     curve = pr_curve(matches.score, proposal, first, n_faces, n_thresholds)
-    ci = None
+    replicates = None
     if bootstrap > 0:
         faces_per_image = np.bincount(matches.gt_image[counts], minlength=matches.n_images)
-        ci = bootstrap_ci(matches, proposal, first, faces_per_image, n_thresholds, bootstrap, seed)
-    return APResult(voc_ap(curve.recall, curve.precision), curve, ci)
+        replicates = bootstrap_aps(matches, proposal, first, faces_per_image, n_thresholds, bootstrap, seed)
+    return APResult(voc_ap(curve.recall, curve.precision), curve, replicates)
 
 
-def bootstrap_ci(matches: Matches, proposal: np.ndarray, first: np.ndarray, faces_per_image: np.ndarray,
-                 n_thresholds: int, replicates: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the AP over ``replicates`` resamples of the set's images.
+LEVEL = 0.95   # the level of every interval: the evaluation's bootstrap and compare's
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of ``values`` (NaNs left out): their (1 - level) / 2 and
+    (1 + level) / 2 quantiles, linearly interpolated; NaN bounds when no value is finite."""
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    if not values.size:
+        return math.nan, math.nan
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_aps(matches: Matches, proposal: np.ndarray, first: np.ndarray, faces_per_image: np.ndarray,
+                  n_thresholds: int, replicates: int, seed: int) -> np.ndarray:
+    """``[replicates]`` float64: the AP of each resample of the set's images.
 
     Each resample draws the ``n_images`` images with replacement (multinomial counts, seeded by
     ``seed``); an image drawn k times contributes its predictions, proposals, first hits and
     counted faces k times (``faces_per_image [n_images]``), so the flags of the full set stay
-    valid. The min-max score normalisation stays the full set's. Resamples without a counted
-    face are skipped. The evaluation's own uncertainty, not the training's.
+    valid. The min-max score normalisation stays the full set's. A resample without a counted
+    face is NaN. The draws depend on (``seed``, ``n_images``) only, so two detectors evaluated
+    on one image set share them: replicate b of both is the same resample, and their difference
+    replicate by replicate is the paired bootstrap over images (:mod:`dainet.evaluation.compare`).
+    The evaluation's own uncertainty, not the training's.
     """
     rng = np.random.default_rng(seed)
     n = matches.n_images
-    aps = []
-    for _ in range(replicates):
+    aps = np.full(replicates, np.nan)
+    for b in range(replicates):
         drawn = rng.multinomial(n, np.full(n, 1.0 / n))
         faces = float(drawn @ faces_per_image)
-        if faces <= 0:
-            continue
-        curve = pr_curve(matches.score, proposal, first, faces, n_thresholds, weight=drawn[matches.image])
-        aps.append(voc_ap(curve.recall, curve.precision))
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(aps, [tail, 100 - tail]) if aps else (np.nan, np.nan)
-    return float(lo), float(hi)
+        if faces > 0:
+            curve = pr_curve(matches.score, proposal, first, faces, n_thresholds, weight=drawn[matches.image])
+            aps[b] = voc_ap(curve.recall, curve.precision)
+    return aps
 
 
 def write_curve_csv(path: str | Path, curve: PRCurve) -> None:

@@ -10,7 +10,14 @@ Input: the records of ``dvc exp show --json`` (:func:`runs_from_exp_show`). A ru
   minus second) with a percentile bootstrap 95 % interval over the shared seeds, and the
   Student-t interval beside it (at five seeds the percentile bootstrap is too narrow);
 - per run: its APs and, when the evaluation wrote them (``<ap>_ci_low`` / ``<ap>_ci_high``,
-  the bootstrap over test images), the evaluation's own interval.
+  the bootstrap over test images), the evaluation's own interval;
+- per pair, when both configurations were evaluated on the same images (equal ``sample.*``,
+  ``data.*`` and ``evaluate.*`` params) and their runs' bootstrap replicates can be read
+  (``plots/bootstrap/*.csv``, written by the evaluate stages): the interval of the mean paired
+  difference over the test images (seeds fixed, the images resampled: replicate b of every run
+  is the same resample) and over seeds and images together (both resampled at once). The first
+  says whether the difference is more than the chance of this test set, the second whether it
+  survives both the seeds and the test set.
 
 Pure numpy; no Jittor.
 """
@@ -18,12 +25,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
 from dainet.errors import UserError
+from dainet.evaluation.common import LEVEL, percentile_interval
 
 SEED_KEY = "train.seed"
 PARAMS_FILE = "params.yaml"
@@ -34,16 +42,27 @@ APS = {
     "clean_hard": ("metrics/eval_wider.json", "hard"),
     "dark": ("metrics/eval_dark.json", "ap"),
 }
-LEVEL = 0.95
+# AP name -> (bootstrap replicates file, column): the evaluate stages' --replicates
+REPLICATES = {
+    "clean_easy": ("plots/bootstrap/wider.csv", "easy"),
+    "clean_medium": ("plots/bootstrap/wider.csv", "medium"),
+    "clean_hard": ("plots/bootstrap/wider.csv", "hard"),
+    "dark": ("plots/bootstrap/dark.csv", "ap"),
+}
+# params that define the test images and their resamples: runs pair over images only if equal
+TEST_SET_PREFIXES = ("sample.", "data.", "evaluate.")
 
 
 @dataclass(frozen=True)
 class Run:
-    """One finished experiment: flat params, its APs, and the evaluation's intervals if any."""
+    """One finished experiment: flat params, its APs, and the evaluation's intervals and
+    bootstrap replicates (``ap -> [B]``) if any; ``rev`` its commit."""
     name: str
     params: dict[str, Any]
     aps: dict[str, float]
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    rev: str | None = None
+    replicates: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def seed(self) -> Any:
@@ -61,7 +80,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _run(name: str, data: dict) -> Run | None:
+def _run(name: str, data: dict, rev: str | None = None) -> Run | None:
     """The run of one ``dvc exp show`` record's ``data``; None without params or metrics."""
     params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data")
     metrics = data.get("metrics") or {}
@@ -77,7 +96,7 @@ def _run(name: str, data: dict) -> Run | None:
                 intervals[ap] = (float(lo), float(hi))
     if not aps:
         return None
-    return Run(name, flatten(params), aps, intervals)
+    return Run(name, flatten(params), aps, intervals, rev)
 
 
 def runs_from_exp_show(records: list, include_baseline: bool = False) -> tuple[list[Run], list[str]]:
@@ -95,16 +114,56 @@ def runs_from_exp_show(records: list, include_baseline: bool = False) -> tuple[l
         if not isinstance(commit, dict) or commit.get("rev") == "workspace":
             continue
         if include_baseline and commit.get("data"):
-            run = _run(commit.get("name") or commit["rev"][:7], commit["data"])
+            run = _run(commit.get("name") or commit["rev"][:7], commit["data"], commit.get("rev"))
             (runs.append(run) if run else skipped.append(commit.get("name") or commit["rev"][:7]))
         for exp in commit.get("experiments") or []:
             # a queued or running experiment shows its params beside its baseline's metrics
             state = (exp.get("executor") or {}).get("state", "success")
             for rev in exp.get("revs") or []:
                 name = rev.get("name") or exp.get("name") or str(rev.get("rev"))[:7]
-                run = _run(name, rev.get("data") or {}) if state == "success" and not rev.get("error") else None
+                ok = state == "success" and not rev.get("error")
+                run = _run(name, rev.get("data") or {}, rev.get("rev")) if ok else None
                 (runs.append(run) if run else skipped.append(name))
     return runs, skipped
+
+
+def parse_replicates(text: str, source: str) -> dict[str, np.ndarray]:
+    """The columns of an evaluate stage's replicates CSV (``replicate,<ap>...``) as float64
+    arrays, the ``replicate`` column left out; UserError naming ``source`` and the line."""
+    lines = text.splitlines()
+    if not lines:
+        raise UserError(f"{source}: empty, expected the header replicate,<ap>...")
+    header = lines[0].split(",")
+    if header[0] != "replicate":
+        raise UserError(f"{source}:1: expected the header replicate,<ap>..., got {lines[0]!r}")
+    rows = []
+    for k, line in enumerate(lines[1:], start=2):
+        cells = line.split(",")
+        try:
+            if len(cells) != len(header) or int(cells[0]) != k - 2:
+                raise ValueError
+            rows.append([float(c) for c in cells[1:]])
+        except ValueError:
+            raise UserError(f"{source}:{k}: expected replicate {k - 2} and {len(header) - 1} numbers, "
+                            f"got {line!r}") from None
+    values = np.array(rows, np.float64).reshape(len(rows), len(header) - 1)
+    return {name: values[:, j] for j, name in enumerate(header[1:])}
+
+
+def with_replicates(runs: Iterable[Run], read: Callable[[str, str], str | None]) -> list[Run]:
+    """``runs`` with their bootstrap replicates: ``read(rev, path)`` gives a file's text at a
+    run's commit, or None where it has none (a run from before the replicates existed)."""
+    out = []
+    for r in runs:
+        reps: dict[str, np.ndarray] = {}
+        for ap, (path, column) in REPLICATES.items():
+            text = read(r.rev, path) if r.rev else None
+            if text is not None:
+                columns = parse_replicates(text, f"{r.name}:{path}")
+                if column in columns and len(columns[column]):
+                    reps[ap] = columns[column]
+        out.append(replace(r, replicates=reps))
+    return out
 
 
 def configurations(runs: Iterable[Run]) -> dict[str, list[Run]]:
@@ -148,9 +207,30 @@ def paired_bootstrap(diffs: np.ndarray, replicates: int, rng: np.random.Generato
     if len(diffs) < 2:
         return mean, math.nan, math.nan
     means = diffs[rng.integers(0, len(diffs), size=(replicates, len(diffs)))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return mean, float(lo), float(hi)
+    return (mean, *percentile_interval(means, level))
+
+
+def image_intervals(diffs: np.ndarray, replicates: int, rng: np.random.Generator,
+                    level: float = LEVEL) -> tuple[float, float, float, float]:
+    """``(images_lo, images_hi, both_lo, both_hi)`` from ``diffs [n, B]``: seed i's paired
+    difference on image resample b (replicate b of both runs, the same resample; a NaN column
+    is a resample without a counted face and is left out).
+
+    Images: the mean over the n seeds of each column, its percentile interval over the B
+    resamples. Both: ``replicates`` draws of n seeds with replacement and one resample each,
+    the mean difference of the drawn seeds on it (NaN bounds for both when n < 2).
+    """
+    diffs = np.asarray(diffs, np.float64)
+    diffs = diffs[:, ~np.isnan(diffs).any(axis=0)]
+    n, b = diffs.shape
+    if not b:
+        return math.nan, math.nan, math.nan, math.nan
+    images = percentile_interval(diffs.mean(axis=0), level)
+    if n < 2:
+        return (*images, math.nan, math.nan)
+    seeds = rng.integers(0, n, size=(replicates, n))
+    columns = rng.integers(0, b, size=(replicates, 1))
+    return (*images, *percentile_interval(diffs[seeds, columns].mean(axis=1), level))
 
 
 class Difference(NamedTuple):
@@ -161,11 +241,20 @@ class Difference(NamedTuple):
     n: int         # shared seeds
     t_lo: float    # Student-t 95 % interval of the mean (NaN when n < 2): wider than the
     t_hi: float    # bootstrap's at few seeds, which the percentile bootstrap underestimates
+    images_lo: float = math.nan   # percentile interval over resampled test images, seeds fixed
+    images_hi: float = math.nan   # (NaN: not evaluated on the same images, or no replicates)
+    both_lo: float = math.nan     # seeds and test images resampled together
+    both_hi: float = math.nan
 
     @property
     def excludes_zero(self) -> bool:
         """Both intervals on one side of 0 (a difference the seeds support)."""
         return not math.isnan(self.lo) and (min(self.lo, self.t_lo) > 0 or max(self.hi, self.t_hi) < 0)
+
+    @property
+    def survives_images(self) -> bool:
+        """The seeds-and-images interval on one side of 0 (and the seeds' own, above)."""
+        return self.excludes_zero and not math.isnan(self.both_lo) and (self.both_lo > 0 or self.both_hi < 0)
 
 
 def t_interval(diffs: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -198,6 +287,9 @@ class Comparison:
                 pre = f"{a} - {b}/{ap}"
                 out.update({f"{pre}/diff": d.diff, f"{pre}/ci_low": d.lo, f"{pre}/ci_high": d.hi,
                             f"{pre}/t_low": d.t_lo, f"{pre}/t_high": d.t_hi, f"{pre}/n": d.n})
+                if not math.isnan(d.images_lo):
+                    out.update({f"{pre}/images_low": d.images_lo, f"{pre}/images_high": d.images_hi,
+                                f"{pre}/both_low": d.both_lo, f"{pre}/both_high": d.both_hi})
         for members in self.groups.values():
             for r in members:
                 for ap, v in r.aps.items():
@@ -238,7 +330,31 @@ class Comparison:
             if any(not math.isnan(d.lo) for stats in self.pairs.values() for d in stats.values()):
                 lines += ["", "Brackets: percentile bootstrap 95 % interval over seeds; \\* both it and the "
                           "Student-t 95 % interval exclude 0."]
+        lines += self._images_markdown(aps)
         return "\n".join(lines) + "\n"
+
+    def _images_markdown(self, aps: list[str]) -> list[str]:
+        """The differences' intervals over the test images, where the runs were paired over them."""
+        pairs = {k: v for k, v in self.pairs.items() if any(not math.isnan(d.images_lo) for d in v.values())}
+        if not pairs:
+            return []
+        lines = ["", "| difference, test images resampled | n | " +
+                 " | ".join(f"{ap} AP [images] [seeds and images]" for ap in aps) + " |",
+                 "|---|---|" + "---|" * len(aps)]
+        for (a, b), stats in pairs.items():
+            cells = []
+            for ap in aps:
+                d = stats.get(ap)
+                if d is None or math.isnan(d.images_lo):
+                    cells.append("")
+                    continue
+                both = f" [{d.both_lo:+.3f}, {d.both_hi:+.3f}]" if not math.isnan(d.both_lo) else ""
+                cells.append(f"{d.diff:+.3f} [{d.images_lo:+.3f}, {d.images_hi:+.3f}]{both}"
+                             + (" †" if d.survives_images else ""))
+            lines.append(f"| {a} − {b} | {max(d.n for d in stats.values())} | " + " | ".join(cells) + " |")
+        return lines + ["", "First brackets: percentile interval over the bootstrap resamples of the test "
+                        "images, seeds fixed (the same resample for every run); second: seeds and images "
+                        "resampled together; † the second and both seed intervals exclude 0."]
 
 
 def compare(runs: Iterable[Run], replicates: int = 10000, seed: int = 0) -> Comparison:
@@ -261,10 +377,21 @@ def compare(runs: Iterable[Run], replicates: int = 10000, seed: int = 0) -> Comp
         if not shared:
             continue
         pairs[(a, b)] = {}
+        same_images = all(ra.params.get(k) == rb.params.get(k) for ra, rb in shared
+                          for k in set(ra.params) | set(rb.params) if k.startswith(TEST_SET_PREFIXES))
         for ap in APS:
-            d = np.array([ra.aps[ap] - rb.aps[ap] for ra, rb in shared if ap in ra.aps and ap in rb.aps])
-            if len(d):
-                pairs[(a, b)][ap] = Difference(*paired_bootstrap(d, replicates, rng), len(d), *t_interval(d))
+            both = [(ra, rb) for ra, rb in shared if ap in ra.aps and ap in rb.aps]
+            if not both:
+                continue
+            d = np.array([ra.aps[ap] - rb.aps[ap] for ra, rb in both])
+            diff = Difference(*paired_bootstrap(d, replicates, rng), len(d), *t_interval(d))
+            reps = [(ra.replicates.get(ap), rb.replicates.get(ap)) for ra, rb in both]
+            if same_images and all(x is not None and y is not None for x, y in reps) \
+                    and len({len(x) for pair in reps for x in pair}) == 1:
+                diff = diff._replace(**dict(zip(("images_lo", "images_hi", "both_lo", "both_hi"),
+                                                image_intervals(np.array([x - y for x, y in reps]),
+                                                                replicates, rng))))
+            pairs[(a, b)][ap] = diff
     return Comparison(groups, summary, pairs)
 
 
@@ -303,6 +430,15 @@ def draw_png(comparison: Comparison, size: tuple[int, int] = (360, 300)) -> np.n
     return np.concatenate([np.concatenate(panels, axis=1), legend], axis=0)
 
 
+def git_file(rev: str, path: str) -> str | None:
+    """The text of ``path`` at commit ``rev`` (an experiment's commit: the evaluate stages'
+    replicates are git-tracked outputs), or None where the commit has no such file."""
+    import subprocess
+
+    done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dainet compare``: read the experiments through DVC and write the comparison."""
     import argparse
@@ -311,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from dainet.utils.fileio import write_image, write_json, write_text
+    from dainet.utils.fileio import write_csv, write_image, write_json, write_text
 
     ap = argparse.ArgumentParser(prog="python -m dainet compare", description=main.__doc__)
     ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it here)")
@@ -340,15 +476,18 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("dvc is not installed here: run `make setup` and `source .venv/bin/activate`") from None
         if done.returncode:
             raise UserError(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
-        records = json.loads(done.stdout)
+        try:
+            records = json.loads(done.stdout)
+        except ValueError as exc:
+            raise UserError(f"{' '.join(cmd)} printed no JSON ({exc}): {done.stdout.strip()[:200]!r}") from None
     runs, skipped = runs_from_exp_show(records, args.include_baseline)
+    if not args.exp_show:
+        runs = with_replicates(runs, git_file)
     result = compare(runs, args.replicates, args.seed)
     write_json(args.out, result.to_json())
     write_text(args.table, result.to_markdown())
     rows = result.rows()
-    write_text(args.csv, ",".join(rows[0]) + "\n" + "".join(
-        ",".join(f"{v:.6f}" if isinstance(v, float) else str(v).replace(",", ";") for v in row.values()) + "\n"
-        for row in rows))
+    write_csv(args.csv, [{k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()} for row in rows])
     write_image(args.plot, draw_png(result))
     print(f"compare: {len(runs)} runs in {len(result.groups)} configurations"
           + (f"; left out (failed, running or not evaluated): {', '.join(skipped)}" if skipped else "")

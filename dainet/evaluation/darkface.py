@@ -39,7 +39,7 @@ def evaluate_darkface(predictions: Mapping[str, np.ndarray], labels: Mapping[str
     ``labels`` {stem: ``[G, 4]`` x1 y1 x2 y2}. Scores are min-max normalised over the
     predictions of the labelled images. See the module docstring for ``xyxy_as_xywh``.
     ``bootstrap`` > 0: the result's ``ci``, resampling the labelled images
-    (:func:`dainet.evaluation.common.bootstrap_ci`).
+    (:func:`dainet.evaluation.common.bootstrap_aps`).
     """
     stems = sorted(labels)
     check_prediction_names(list(predictions), set(labels), lambda s: f"{s}.txt")

@@ -88,7 +88,7 @@ def evaluate_wider(predictions: Mapping[ImageKey, np.ndarray], gt: WiderGroundTr
     ``predictions``: {(event, image): ``[K, 5]`` pixels (x, y, w, h, score)}, any
     order within an image; images absent from it have no predictions. Scores are
     min-max normalised over the predictions of the ground truth's images. ``bootstrap`` > 0:
-    each result's ``ci``, resampling the val images (the same draws for every setting).
+    each result's ``replicates`` (and ``ci``), resampling the val images (the same draws for every setting).
     """
     if not isinstance(gt, WiderGroundTruth):
         gt = load_wider_ground_truth(gt)
