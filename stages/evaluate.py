@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     from dainet.evaluation import (evaluate_darkface, evaluate_wider, load_wider_ground_truth,
                                    missing_predictions, read_darkface_labels, read_darkface_predictions,
                                    read_wider_predictions, write_curve_csv)
-    from dainet.utils.fileio import write_csv, write_json
+    from dainet.evaluation.common import write_csv
+    from dainet.utils.fileio import write_json
 
     pred_dir = Path(args.pred)
     if args.benchmark == "wider":

@@ -211,6 +211,21 @@ def test_prediction_keys_do_not_retrain():
         assert "evaluate.max_missing_predictions" in params_of(name)
 
 
+def uncached_plain_outs(stage: dict) -> list[str]:
+    """The stage's git-tracked (``cache: false``) outputs that are neither metrics nor plots."""
+    return [path for out in stage.get("outs", []) if isinstance(out, dict)
+            for path, spec in out.items() if spec and spec.get("cache") is False]
+
+
+def test_every_stage_can_be_restored_from_the_run_cache():
+    # DVC saves a stage to its run cache only when every git-tracked output is a metric or a
+    # plot (dvc/stage/__init__.py, Stage.run: `no_cache_outs`). Without it, a queued experiment
+    # retrains a configuration that has been trained before.
+    assert uncached_plain_outs({"outs": ["a", {"b": {"cache": False}}, {"c": {"persist": True}}]}) == ["b"]
+    assert {name: uncached_plain_outs(stage) for name, stage in stages().items()
+            if uncached_plain_outs(stage)} == {}
+
+
 # ---------------------------------------------------------------- one hop from dvc.yaml to dainet
 
 @pytest.mark.parametrize("name", sorted(stages()))

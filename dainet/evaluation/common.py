@@ -27,6 +27,8 @@ thresholds at once. Only the IoU / best-match step loops over images.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -292,6 +294,18 @@ def bootstrap_aps(matches: Matches, proposal: np.ndarray, first: np.ndarray, fac
             curve = pr_curve(matches.score, proposal, first, faces, n_thresholds, weight=drawn[matches.image])
             aps[b] = voc_ap(curve.recall, curve.precision)
     return aps
+
+
+def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """CSV of ``rows`` (dicts) with the header ``columns`` (default: the first row's keys),
+    atomically; floats as Python writes them (``repr``: exact round trip, ``nan``)."""
+    if columns is None:
+        columns = list(rows[0]) if rows else []
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def write_curve_csv(path: str | Path, curve: PRCurve) -> None:

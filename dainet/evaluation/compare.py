@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from dainet.utils.fileio import write_csv, write_image, write_json, write_text
+    from dainet.evaluation.common import write_csv
+    from dainet.utils.fileio import write_image, write_json, write_text
 
     ap = argparse.ArgumentParser(prog="python -m dainet compare", description=main.__doc__)
     ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it here)")

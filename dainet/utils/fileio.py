@@ -8,8 +8,6 @@ remove what an earlier one left (:func:`remove_stale_temps`).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -74,18 +72,6 @@ def append_text(path: str | Path, text: str) -> None:
     with open(path, "a") as f:
         f.write(text)
         f.flush()
-
-
-def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
-    """CSV of ``rows`` (dicts) with the header ``columns`` (default: the first row's keys),
-    atomically; floats as Python writes them (``repr``: exact round trip, ``nan``)."""
-    if columns is None:
-        columns = list(rows[0]) if rows else []
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
