@@ -345,15 +345,14 @@ def ssd_crop_window(boxes_xyxy: np.ndarray, h: int, w: int, rng: np.random.Gener
 
 
 def ssd_square_crop(image: np.ndarray, boxes_xyxy: np.ndarray, rng: np.random.Generator,
-                    cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+                    cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """Square crop, side ~ U(min_scale, 1) x shorter side (or exactly it), fully containing >= 1 face.
 
-    Faces with centres inside are kept (clipped). Unchanged (the same objects) when no
-    try succeeds.
+    Faces with centres inside are kept (clipped). None when no try succeeds.
     """
     window = ssd_crop_window(boxes_xyxy, image.shape[0], image.shape[1], rng, cfg)
     if window is None:
-        return image, boxes_xyxy
+        return None
     x0, y0, s = window
     return image[y0:y0 + s, x0:x0 + s], keep_centred_in(boxes_xyxy, x0, y0, x0 + s, y0 + s)
 
@@ -454,10 +453,9 @@ class Augmenter:
             if cfg.min_face_filter == "reference":  # in the crop's pixels, before the stretch
                 boxes, filter_final = drop_small(boxes, cfg.min_face, strict=True), False
         else:
-            window = ssd_crop_window(boxes, image.shape[0], image.shape[1], rng, cfg)
-            if window is not None:
-                x0, y0, s = window
-                image, boxes = image[y0:y0 + s, x0:x0 + s], keep_centred_in(boxes, x0, y0, x0 + s, y0 + s)
+            cropped = ssd_square_crop(image, boxes, rng, cfg)
+            if cropped is not None:
+                image, boxes = cropped
             elif cfg.min_face_filter == "reference":  # no valid crop: the reference keeps every face
                 filter_final = False
         index = int(rng.integers(len(INTERPOLATIONS)))
