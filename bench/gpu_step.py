@@ -31,7 +31,7 @@ REFERENCE = {"dainet": (18.9, 22.7), "dsfd": (24.3, 33.8)}   # images/s: as publ
 
 def child(args) -> dict:
     sys.path.insert(0, str(ROOT))
-    import dainet  # noqa: F401  (runtime set-up before Jittor)
+    import dainet.jt  # noqa: F401  (configures Jittor before it loads)
     import jittor as jt
     import numpy as np
 

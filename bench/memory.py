@@ -110,7 +110,7 @@ def bench_validation(tmp: Path, n: int, size: int) -> None:
 
 def tiny_inputs(tmp: Path):
     """The generated sample, its lists and seeded initial weights of :data:`TINY` under ``tmp``."""
-    import dainet  # noqa: F401
+    import dainet.jt  # noqa: F401  (configures Jittor before it loads)
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
     from dainet.data.synth import SceneConfig

@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 import time
 
-import dainet  # noqa: F401  (Jittor set-up before jittor)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 import numpy as np
 

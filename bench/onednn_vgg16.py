@@ -16,7 +16,7 @@ import sys
 
 CHILD = r"""
 import json, sys, time
-import dainet  # configures Jittor first
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 import numpy as np
 from jittor.models import vgg16

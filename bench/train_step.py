@@ -23,7 +23,7 @@ import sys
 
 CHILD = r"""
 import json, sys, time
-import dainet
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 import numpy as np
 from pathlib import Path

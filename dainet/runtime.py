@@ -1,9 +1,9 @@
 """Jittor runtime set-up: the one place that decides CUDA and oneDNN before Jittor loads,
 and the one device picker (:func:`use_device`).
 
-Every entry point imports :mod:`dainet` (whose ``__init__`` calls :func:`configure`)
-before ``import jittor``. Jittor reads its settings from environment variables at
-import time, so they must be in place first:
+:mod:`dainet.jt`, the one place ``dainet`` imports Jittor from, calls :func:`configure`
+first; importing any other module changes nothing. Jittor reads its settings from
+environment variables at import time, so they must be in place first:
 
 * The CUDA stack (:mod:`dainet.gpu_stack`): with a GPU, a system toolkit with cuDNN, else
   Jittor's CUDA bundle, else Jittor's own convolutions, else the CPU with an error naming
@@ -280,7 +280,7 @@ def use_device(device: str = "auto") -> str:
     The one device picker of every stage; call it after :func:`configure` (import
     :mod:`dainet` first), it imports Jittor.
     """
-    import jittor as jt
+    from dainet.jt import jt
 
     from dainet.errors import UserError
 
@@ -332,7 +332,7 @@ def main(argv=None) -> int:
         else:
             print(f"{key:14s} {val}")
     if not args.no_jittor:
-        import jittor as jt
+        from dainet.jt import jt
         print(f"{'jittor':14s} {jt.__version__} ({Path(jt.__file__).parent})")
         print(f"{'cache_path':14s} {jt.compiler.cache_path}")
         print(f"{'use_cuda':14s} {bool(jt.has_cuda)}")

@@ -45,7 +45,7 @@ def python_signal_handlers():
     """Jittor, once loaded, ends the whole process (status 1, no report) on SIGINT and when a
     child process dies by a signal other than SIGTERM: a subprocess killed on a test's timeout
     would end the test session silently. The test process keeps Python's handlers."""
-    import dainet  # noqa: F401  (the runtime set-up before Jittor loads)
+    import dainet.jt  # noqa: F401  (configures Jittor before it loads)
     import jittor  # noqa: F401
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -76,7 +76,7 @@ def tiny_data(tmp_path_factory, tiny_params) -> dict:
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory, tiny_data):
     """Seeded initial DAI-Net weights and a decomposition net (as convert_weights writes them)."""
-    import dainet  # noqa: F401
+    import dainet.jt  # noqa: F401  (configures Jittor before it loads)
     from dainet.models import build_model
     from dainet.models.decomp import build_decomposer
     from dainet.models.init import init_weights

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import dainet  # noqa: E402,F401  (runtime set-up before Jittor)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -8,7 +8,7 @@ Each rank (or the reference) writes its weights after the step to OUT/<name>.npz
 import sys
 from pathlib import Path
 
-import dainet  # noqa: F401  (Jittor set-up first)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 import numpy as np
 

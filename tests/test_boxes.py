@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import dainet  # noqa: F401  (before jittor)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.boxes.coder import decode, encode

@@ -127,7 +127,7 @@ def test_one_failing_rank_ends_the_job_instead_of_hanging_it(tmp_path):
     """Rank 1 fails while rank 0 waits for it in a collective: mpirun ends both."""
     script = tmp_path / "stage.py"
     script.write_text(textwrap.dedent("""
-        import dainet
+        import dainet.jt  # noqa: F401  (configures Jittor before it loads)
         import jittor as jt
         from dainet.cli import run
         def main(argv):

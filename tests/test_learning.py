@@ -53,7 +53,7 @@ def top_detection_hits(weights, lists, p) -> int:
 
 
 def test_a_short_dainet_run_finds_held_out_faces_that_the_untrained_net_does_not(tmp_path):
-    import dainet  # noqa: F401
+    import dainet.jt  # noqa: F401  (configures Jittor before it loads)
     from dainet.data.prepare import prepare_lists
     from dainet.data.sample import SampleConfig, write_sample
     from dainet.data.synth import SceneConfig

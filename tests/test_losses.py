@@ -3,7 +3,7 @@ against direct float64 numpy formulas (spec §5, §6, §9)."""
 import numpy as np
 import pytest
 
-import dainet  # noqa: F401  (configures Jittor before it loads)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.losses.enhance import enhancement_loss, reflectance_loss

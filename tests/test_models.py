@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import dainet  # noqa: F401  (configures Jittor before it loads)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.models import DAINet, ModelConfig, build_decomposer, build_model, init_weights

@@ -36,7 +36,7 @@ def test_two_ranks_match_one_process_with_the_mean_gradient(tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)           # ranks agree exactly
         np.testing.assert_allclose(a[k], ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
     # the step did something: compare with a fresh process's initial weights
-    import dainet  # noqa: F401
+    import dainet.jt  # noqa: F401  (configures Jittor before it loads)
     from dainet.models import build_model
     from helpers import paper_model
     from dainet.models.init import init_weights

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import dainet  # noqa: F401  (configures Jittor before it loads)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.models import build_model, init_weights

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-import dainet  # noqa: F401  (configures Jittor before it loads)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.boxes.priors import PriorSpec

@@ -224,3 +224,22 @@ def test_install_jittor_cuda_runs_jittors_installer_without_our_nvcc_path(monkey
     monkeypatch.setenv("nvcc_path", "")
     assert runtime.install_jittor_cuda(run=run) == "installed (nvcc is installed at /h/.cache/jittor/jtcuda/x/bin/nvcc)"
     assert seen["cmd"][1:] == ["-m", "jittor_utils.install_cuda"] and "nvcc_path" not in seen["env"]
+
+
+def test_importing_dainet_changes_nothing_until_jittor_is_imported():
+    """Only ``dainet.jt`` (where Jittor is imported) configures the runtime: importing the
+    package, the params and their schema, the formats or the evaluation leaves the
+    environment, ``sys.path`` and ``sys.modules`` without Jittor."""
+    import subprocess
+    import sys
+    # cv2 sets LD_LIBRARY_PATH when it loads (its own doing): imported before the snapshot
+    code = ("import os, sys, cv2, numpy, scipy.io; env = dict(os.environ); path = list(sys.path); "
+            "import dainet, dainet.schema, dainet.params, dainet.cli, dainet.formats.lists, dainet.evaluation, "
+            "dainet.evaluation.compare, dainet.data.sample, dainet.data.prepare; "
+            "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items()); "
+            "assert sys.path == path and 'jittor' not in sys.modules and 'dainet.jt' not in sys.modules; "
+            "import dainet.jt; print('jittor' in sys.modules, dainet.runtime._INFO is not None)")
+    env = {k: v for k, v in os.environ.items() if k not in ("nvcc_path", "use_mkl", *runtime.NUMERICS_VARS)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["True", "True"]

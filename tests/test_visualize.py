@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-import dainet  # noqa: F401  (configures Jittor before it loads)
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 
 from dainet.formats.images import to_uint8
 from dainet.inference.visual import (GAP_RGB, GT_RGB, PRED_RGB, draw_detections, feature_grid, grid_shape,

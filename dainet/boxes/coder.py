@@ -1,7 +1,7 @@
 """SSD box encoding against priors (spec §4): matched xyxy boxes <-> regression targets."""
 from __future__ import annotations
 
-import jittor as jt
+from dainet.jt import jt
 
 
 def cxcywh_to_xyxy(boxes: jt.Var) -> jt.Var:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.boxes.coder import decode
 from dainet.boxes.nms import nms

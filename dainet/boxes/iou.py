@@ -49,7 +49,7 @@ def iou_xyxy(a, b, plus1: bool = False):
 
     Leading dimensions broadcast (e.g. gts ``[N, G, 4]`` against priors ``[1, P, 4]``).
     """
-    import jittor as jt
+    from dainet.jt import jt
 
     return _pairwise_iou(a.unsqueeze(-2), b.unsqueeze(-3), plus1, jt.minimum, jt.maximum,
                          lambda x: x.clamp(min_v=0), lambda u: u.clamp(min_v=_MIN_UNION))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.boxes.coder import cxcywh_to_xyxy, encode
 from dainet.boxes.iou import iou_xyxy

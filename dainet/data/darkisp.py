@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-import jittor as jt
+from dainet.jt import jt
 
 
 @dataclass(frozen=True)

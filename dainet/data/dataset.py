@@ -37,8 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import jittor as jt
-from jittor.dataset import Dataset
+from dainet.jt import jt
+from jittor.dataset import Dataset  # noqa: E402 (Jittor configured by dainet.jt)
 
 from dainet.boxes.matcher import PAD_LABEL, pad_targets  # noqa: F401 (PAD_LABEL: the padding rows' label)
 from dainet.data.augment import Augmenter, AugmentConfig, drop_small, resize_square

@@ -30,8 +30,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-import dainet  # noqa: F401  (Jittor set-up before jittor)
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.boxes.convert import normalised_to_pixels
 from dainet.boxes.detect import detect

@@ -5,7 +5,7 @@ over RGB). ``sg`` of the spec is ``.detach()``.
 """
 from __future__ import annotations
 
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.losses.retinex import l1, smooth
 from dainet.losses.ssim import ssim

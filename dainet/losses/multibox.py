@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 from dainet.boxes.matcher import match
 

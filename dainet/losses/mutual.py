@@ -1,8 +1,7 @@
 """Mutual feature alignment (spec §5.5): temperature-scaled KL between pooled shallow features."""
 from __future__ import annotations
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 
 def mutual_kl(g_s: jt.Var, g_t: jt.Var, T: float = 4.0) -> jt.Var:

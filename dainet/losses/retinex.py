@@ -7,7 +7,7 @@ size, and the mean runs over all (H+1)(W+1) positions.
 """
 from __future__ import annotations
 
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.utils.numerics import mean64
 

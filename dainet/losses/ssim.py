@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 
-import jittor as jt
+from dainet.jt import jt
 import numpy as np
 
 from dainet.utils.numerics import mean64

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 from dainet.errors import UserError
 from dainet.models.config import ModelConfig

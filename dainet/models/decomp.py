@@ -7,8 +7,7 @@ illumination maps I_* of the interchange. Parameter names follow the published
 """
 from __future__ import annotations
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 from dainet.models.config import ModelConfig
 

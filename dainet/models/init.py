@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 
-import jittor as jt
 import numpy as np
-from jittor import nn
+
+from dainet.jt import jt, nn
 
 from dainet.models.layers import L2Norm
 from dainet.models.resnet import Bottleneck

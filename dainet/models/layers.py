@@ -1,8 +1,7 @@
 """Small building blocks of DSFD / DAI-Net: convs (optionally normalised), L2Norm, FEM, the FPN step (spec §2, §3)."""
 from __future__ import annotations
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 
 def norm_groups(channels: int, group_size: int) -> int:

@@ -11,8 +11,7 @@ Shapes: image [N, 3, H, W] -> stem [N, 64w, H1, W1] (conv1, bn1, ReLU; ``H1 = fl
 """
 from __future__ import annotations
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 from dainet.models.config import RESNET_BLOCKS, RESNET_EXPANSION, RESNET_PLANES, RESNET_STEM
 from dainet.utils.numerics import mean64

@@ -4,8 +4,7 @@ The list index of every layer is its published name: ``vgg.<i>.weight``.
 """
 from __future__ import annotations
 
-import jittor as jt
-from jittor import nn
+from dainet.jt import jt, nn
 
 from dainet.models.config import POOL, POOL_CEIL
 from dainet.models.layers import conv2d

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 import cv2
-import jittor as jt
+from dainet.jt import jt
 import numpy as np
 from tqdm import tqdm
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import jittor as jt
+from dainet.jt import jt
 import numpy as np
 
 from dainet.boxes.priors import PriorSpec

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.losses.enhance import enhancement_loss, reflectance_loss
 from dainet.losses.multibox import MultiBoxLoss

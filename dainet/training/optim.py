@@ -1,7 +1,7 @@
 """SGD with the parameter groups of spec §9 (and the reference's frozen L2Norm weights), and its resumable state."""
 from __future__ import annotations
 
-import jittor as jt
+from dainet.jt import jt
 import numpy as np
 
 from dainet.models.layers import L2Norm

@@ -19,8 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import dainet  # noqa: F401  (Jittor set-up before jittor)
-import jittor as jt
+from dainet.jt import jt
 
 from dainet.boxes.priors import both_shots
 from dainet.data.augment import AugmentConfig

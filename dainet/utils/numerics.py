@@ -8,7 +8,7 @@ costs about as much as the reduction itself (measured: same time on 5M values).
 """
 from __future__ import annotations
 
-import jittor as jt
+from dainet.jt import jt
 
 
 def mean64(x: jt.Var, dims: tuple[int, ...] | None = None, keepdims: bool = False) -> jt.Var:
