@@ -1,6 +1,6 @@
 """Training speed of DAI-Net against the two DSFD baselines, in one run, as images/s and ratios.
 
-The step is the `train` stage's own (:class:`dainet.training.joint.StepLosses`) with the
+The step is the `train` stage's own (:class:`dainet.training.step.StepLosses`) with the
 profile's network, crop size and batch (``params.yaml`` by default), on random images:
 
 * ``dainet``: DarkISP, the frozen decomposition net on both images, the joint objective;
@@ -32,7 +32,8 @@ from dainet.models.decomp import build_decomposer
 from dainet.models.config import ModelConfig
 from dainet.models.init import init_weights
 from dainet.params import Section, load_params
-from dainet.training.joint import StepLosses, TrainConfig
+from dainet.training.config import TrainConfig
+from dainet.training.step import StepLosses
 from dainet.training.objective import LossWeights, total_loss
 from dainet.training.optim import clip_grad_norm, make_optimizer
 

@@ -1,6 +1,6 @@
 """One DAI-Net training step on the CPU, timed as a whole and part by part.
 
-The step is the real one of the `train` stage (:class:`dainet.training.joint.StepLosses`):
+The step is the real one of the `train` stage (:class:`dainet.training.step.StepLosses`):
 DarkISP, the frozen decomposition network on both images in one no-grad pass, the
 training forward with both images, all losses, backward, gradient clipping, SGD.
 Median seconds per step after warm-up, for each (batch, oneDNN on/off) combination,
@@ -32,7 +32,8 @@ from dainet.params import load_params
 from dainet.models import build_model
 from dainet.models.decomp import build_decomposer
 from dainet.models.init import init_weights
-from dainet.training.joint import TrainConfig, StepLosses
+from dainet.training.config import TrainConfig
+from dainet.training.step import StepLosses
 from dainet.training.objective import LossWeights, dainet_terms, detection_terms, total_loss
 from dainet.training.optim import clip_grad_norm, make_optimizer
 from dainet.data.darkisp import DarkISPConfig

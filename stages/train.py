@@ -13,7 +13,7 @@ shape it (not the log / picture / checkpoint intervals, device or workers; ``max
 only under the cosine schedule), the input weights and lists, the process count --
 with ``last.ckpt`` (weights, momentum, counters) and ``prev.ckpt`` before it,
 ``iter_<n>.ckpt``, ``best.ckpt`` and the log history (see
-:class:`dainet.training.joint.Checkpoints`). Re-running after an interruption continues
+:class:`dainet.training.runstate.Checkpoints`). Re-running after an interruption continues
 the run of these params; a raised ``max_iter`` continues it too. SIGTERM or Ctrl-C
 finish the current iteration, save ``last.ckpt`` and exit with status 143 / 130; so does
 the end of the process that started the stage (``dvc repro`` killed), status 129.
@@ -21,7 +21,7 @@ Multi-GPU: ``train.processes`` N > 1 makes this script run itself under ``mpirun
 (``train.mpi_hostfile`` for several machines; :mod:`dainet.training.launch`), as a hand-made
 ``mpirun -np N python -m stages.train ...`` does (Jittor MPI; rank 0 writes).
 
-Calls :func:`dainet.training.stage.train` (the loop itself: :func:`dainet.training.joint.fit`).
+Calls :func:`dainet.training.stage.train` (the loop itself: :func:`dainet.training.loop.fit`).
 """
 from __future__ import annotations
 

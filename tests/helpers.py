@@ -80,16 +80,16 @@ def train_args(tiny_data, weights, out: Path, params: Path) -> list[str]:
 # iteration argv[1] (from 0): the tests of stopping and resuming.
 SELF_SIGNAL = """
 import importlib.util, os, sys
-import dainet.training.joint as joint
+import dainet.training.loop as loop
 from dainet.cli import run
 at, signum = int(sys.argv[1]), int(sys.argv[2])
-real, calls = joint.total_loss, [0]
+real, calls = loop.total_loss, [0]
 def total_loss(terms):  # the signal arrives in the middle of iteration `at` (from 0)
     if calls[0] == at:
         os.kill(os.getpid(), signum)
     calls[0] += 1
     return real(terms)
-joint.total_loss = total_loss
+loop.total_loss = total_loss
 spec = importlib.util.spec_from_file_location("train", "stages/train.py")
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)

@@ -182,17 +182,17 @@ def _holder(folder):
 
 def test_a_run_folder_trained_by_another_process_is_refused_and_never_pruned(tmp_path, capsys):
     from dainet.errors import UserError
-    from dainet.training import joint
+    from dainet.training import runstate
     from dainet.training.runstate import RunLock
     root = tmp_path / "runs"
     busy = root / "0000000000000001"
     holder = _holder(busy)
     try:
         with pytest.raises(UserError, match=rf"^{busy}: another process \(pid {holder.pid}\) is training these"):
-            joint.Checkpoints(root, busy.name).prepare()
+            runstate.Checkpoints(root, busy.name).prepare()
         assert RunLock.is_held(busy)
-        for i in range(2, 2 + joint.KEEP_RUNS + 1):   # more runs than are kept: the oldest is the busy one
-            ck = joint.Checkpoints(root, f"{i:016x}")
+        for i in range(2, 2 + runstate.KEEP_RUNS + 1):   # more runs than are kept: the oldest is the busy one
+            ck = runstate.Checkpoints(root, f"{i:016x}")
             ck.prepare()
             ck.lock.release()
         assert busy.is_dir()                    # in use: kept, though the oldest
@@ -201,7 +201,7 @@ def test_a_run_folder_trained_by_another_process_is_refused_and_never_pruned(tmp
         holder.kill()
         holder.wait()
     assert not RunLock.is_held(busy)            # the kernel dropped the lock of the killed process
-    ck = joint.Checkpoints(root, busy.name)
+    ck = runstate.Checkpoints(root, busy.name)
     ck.prepare()
     ck.lock.release()
 

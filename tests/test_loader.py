@@ -23,7 +23,7 @@ PROFILES = [ROOT / "params.yaml", ROOT / "params" / "wider.yaml"]
 # Every params config class, the section it is loaded from, and the fields its callers give
 # (values of other sections, derived ones) instead of reading them.
 CONFIGS = [
-    ("dainet.training.joint:TrainConfig", "train", ("image_size", "losses")),
+    ("dainet.training.config:TrainConfig", "train", ("image_size", "losses")),
     ("dainet.training.objective:LossWeights", "train", ()),
     ("dainet.training.decomp:DecompTrainConfig", "train_decomp", ()),
     ("dainet.models.config:ModelConfig", "model", ()),

@@ -69,7 +69,7 @@ def test_stale_temp_files_of_our_writer_are_removed_and_nothing_else(tmp_path):
 
 
 def test_resume_key_ignores_intervals_device_workers_and_the_total_unless_the_schedule_reads_it():
-    from dainet.training.joint import path_params
+    from dainet.training.runstate import path_params
     base = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
     step = {**base, "lr_schedule": "step"}
     key = path_params(step, 600)
@@ -161,7 +161,7 @@ def weights_of(net) -> dict:
 
 
 def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one_then_starts_over(tmp_path, capsys):
-    from dainet.training.joint import Checkpoints, LoopState
+    from dainet.training.runstate import Checkpoints, LoopState
     ck = Checkpoints(tmp_path / "train", "0123456789abcdef")
     net, opt = small_net_and_opt(0)
     at1 = weights_of(net)
@@ -190,14 +190,14 @@ def test_a_corrupt_last_checkpoint_falls_back_to_the_previous_one_then_starts_ov
 
 def test_a_rank_that_finds_no_checkpoint_folder_yet_starts_over(tmp_path):
     """Under MPI rank 0 alone creates the checkpoint root: another rank may look first."""
-    from dainet.training.joint import Checkpoints
+    from dainet.training.runstate import Checkpoints
     net, opt = small_net_and_opt(0)
     assert Checkpoints(tmp_path / "not-yet", "0123456789abcdef").load(net, opt) is None
     assert not (tmp_path / "not-yet").exists()
 
 
 def test_non_finite_weights_are_never_saved(tmp_path):
-    from dainet.training.joint import Checkpoints, LoopState, TrainingDiverged
+    from dainet.training.runstate import Checkpoints, LoopState, TrainingDiverged
     ck = Checkpoints(tmp_path / "train", "0123456789abcdef")
     net, opt = small_net_and_opt(0)
     ck.save(net, opt, LoopState(iteration=1), periodic=False)
@@ -271,10 +271,10 @@ def test_a_corrupt_last_checkpoint_resumes_from_the_previous_one(tmp_path, tiny_
 @slow
 def test_raised_max_iter_continues_other_intervals_resume_and_validation_streams(tmp_path, tiny_data, weights,  # noqa: F811
                                                                                  monkeypatch, capsys):
-    import dainet.training.joint as joint
+    import dainet.training.loop as loop
     from dainet.data.dataset import ValDataset
     loaded, seen = [0], []
-    real_item, real_val = ValDataset.__getitem__, joint.validation_loss
+    real_item, real_val = ValDataset.__getitem__, loop.validation_loss
 
     def counting_item(self, index):
         loaded[0] += 1
@@ -287,7 +287,7 @@ def test_raised_max_iter_continues_other_intervals_resume_and_validation_streams
                 yield batch
         return real_val(net, watched(), step, seed)
     monkeypatch.setattr(ValDataset, "__getitem__", counting_item)
-    monkeypatch.setattr(joint, "validation_loss", watching_val)
+    monkeypatch.setattr(loop, "validation_loss", watching_val)
 
     step = {**TINY, "train.lr_schedule": "step", "train.warmup_iters": 0, "train.clean_warmup_iters": 1}
     first = write_params(tmp_path / "a.yaml", {**step, "train.max_iter": 2})
@@ -318,17 +318,18 @@ def test_raised_max_iter_continues_other_intervals_resume_and_validation_streams
 def test_a_step_with_a_non_finite_gradient_never_reaches_the_checkpoint(tmp_path, tiny_data, weights,  # noqa: F811
                                                                         monkeypatch):
     import jittor as jt
-    import dainet.training.joint as joint
+    import dainet.training.loop as loop
+    from dainet.training.runstate import TrainingDiverged
     from dainet.weights.checkpoint import load_checkpoint
-    real, calls = joint.total_loss, [0]
+    real, calls = loop.total_loss, [0]
 
     def poisoned(terms):   # iteration 3: a finite loss whose gradient is 0 * inf = NaN
         loss = real(terms)
         calls[0] += 1
         return loss + 0 * jt.sqrt(loss - loss) if calls[0] == 3 else loss
-    monkeypatch.setattr(joint, "total_loss", poisoned)
+    monkeypatch.setattr(loop, "total_loss", poisoned)
     params = write_params(tmp_path / "p.yaml", {**TINY, "train.checkpoint_every": 1})
-    with pytest.raises(joint.TrainingDiverged) as err:
+    with pytest.raises(TrainingDiverged) as err:
         stage_main("train")(train_args(tiny_data, weights, tmp_path, params))
     msg = str(err.value)
     assert "\n" not in msg and "non-finite in the step of iteration 3" in msg and "(iteration 2) is kept" in msg

@@ -95,7 +95,7 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path, tiny_data, we
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, tiny_data, weights):
-    from dainet.training.joint import TrainingDiverged
+    from dainet.training.runstate import TrainingDiverged
     from dainet.weights.checkpoint import load_checkpoint
     params = write_params(tmp_path / "p.yaml", {**TINY, "train.lr": 1e30, "train.checkpoint_every": 1,
                                                 "train.max_iter": 6})

@@ -3,7 +3,7 @@
 :func:`train` assembles the run from the params -- datasets, the network (the DSFD
 baseline drops the reflectance decoder ``ref.*``), the frozen decomposer, optimiser,
 losses with both shots' priors, the run fingerprint -- runs
-:func:`dainet.training.joint.fit` under :class:`~dainet.training.joint.StopSignals`,
+:func:`dainet.training.loop.fit` under :class:`~dainet.training.signals.StopSignals`,
 and on a finished run copies the best weights to ``out``. The stage script writes the
 metrics JSON from the returned :class:`TrainRun`.
 
@@ -31,13 +31,15 @@ from dainet.models.config import ModelConfig
 from dainet.models.decomp import build_decomposer
 from dainet.params import Section
 from dainet.runtime import use_device
-from dainet.training.joint import (Checkpoints, LoopState, StepLosses, StopSignals, TrainConfig, file_digest,
-                                   fingerprint, fit, path_params)
+from dainet.training.config import TrainConfig
+from dainet.training.loop import Batches, Run, fit
+from dainet.training.runstate import Checkpoints, LoopState, file_digest, fingerprint, path_params, shared_root
+from dainet.training.signals import StopSignals
+from dainet.training.step import StepLosses
 from dainet.training.ema import WeightAverage
 from dainet.training.logging import TrainLogger
 from dainet.training.objective import LossWeights
 from dainet.training.optim import make_optimizer
-from dainet.training.runstate import shared_root
 from dainet.training.schedule import scaled_lr, total_iterations
 from dainet.utils.fileio import atomic_path
 from dainet.weights import load_into
@@ -188,9 +190,9 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     t0 = time.perf_counter()
     try:
         with StopSignals(watch_parent=world == 1) as signals:
-            state = fit(net, opt, step, cfg, EpochBatches(train_ds), iters_per_epoch, lambda: val_ds, ckpts,
-                        logger, base_lr, is_main=is_main, on_best=save_best, stop_after=stop_after,
-                        signals=signals, average=average)
+            run = Run(net, opt, step, cfg, base_lr, ckpts, logger, average, is_main, on_best=save_best)
+            state = fit(run, Batches(EpochBatches(train_ds), iters_per_epoch, lambda: val_ds),
+                        stop_after=stop_after, signals=signals)
         if state.stopped_by is None and is_main:
             if not ckpts.best.exists():  # resumed after the best was chosen and the file went missing
                 with average.swapped_in(net) if average is not None else nullcontext():
