@@ -75,7 +75,7 @@ def test_profiles_hold_the_spec_numbers(path):
     assert tr.float("clip_grad_norm") == 35.0 and tr.float("match_iou") == 0.35
     assert tr.int("neg_pos_ratio") == 3 and tr.float("ref_lr_mult") == 0.1
     pr = p.section("predict")
-    # the sample's small images take the top 1000 boxes into NMS (README: the sample profile)
+    # the sample's small images take the top 1000 boxes into NMS (docs/profiles.md: the sample recipe)
     top_k = 5000 if path == "params/wider.yaml" else 1000
     assert (pr.float("conf_thresh"), pr.float("nms_thresh"), pr.int("top_k"), pr.int("keep_top_k")) == (0.05, 0.3, top_k, 750)
     assert pr.float("vote_iou") == 0.3
@@ -343,7 +343,7 @@ def test_choices_agree_with_the_readers():
 
 
 def test_train_choices_are_read_by_train_config():
-    from dainet.training.joint import TrainConfig
+    from dainet.training.config import TrainConfig
     from dainet.training.objective import LossWeights
     base = load_params(ROOT / "params.yaml")
     for key, options in (("method", schema.METHODS), ("dsfd_input", schema.DSFD_INPUTS),
@@ -401,22 +401,22 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def test_profiles_differ_only_in_the_keys_the_readme_lists():
-    """README's key-by-key table is the whole difference of params.yaml and params/wider.yaml."""
+def test_profiles_differ_only_in_the_keys_the_docs_list():
+    """docs/profiles.md's key-by-key table is the whole difference of params.yaml and params/wider.yaml."""
     root = Path(__file__).resolve().parents[1]
-    text = (root / "README.md").read_text()
+    text = (root / "docs" / "profiles.md").read_text()
     table = text.split("<!-- profile-diff:begin -->")[1].split("<!-- profile-diff:end -->")[0]
     listed = {}
     for row in table.strip().splitlines()[2:]:
         key, sample, paper = (c.strip().strip("`") for c in row.strip("|").split("|")[:3])
-        listed[key] = (parse_yaml(sample, "README.md"), parse_yaml(paper, "README.md"))
+        listed[key] = (parse_yaml(sample, "docs/profiles.md"), parse_yaml(paper, "docs/profiles.md"))
     sample = _flat(parse_yaml((root / "params.yaml").read_text(), "params.yaml"))
     paper = _flat(parse_yaml((root / "params" / "wider.yaml").read_text(), "params/wider.yaml"))
     assert list(sample) == list(paper), "the two profiles hold the same keys in the same order"
     differ = {k: (sample[k], paper[k]) for k in sample if sample[k] != paper[k]}
     assert set(listed) == set(differ), (sorted(set(listed) ^ set(differ)))
     for k, values in differ.items():
-        assert listed[k] == values, f"README says {k}: {listed[k]}, the files hold {values}"
+        assert listed[k] == values, f"docs/profiles.md says {k}: {listed[k]}, the files hold {values}"
 
 
 def test_write_overrides_changes_only_the_named_keys_and_refuses_unknown_ones(tmp_path):
