@@ -212,8 +212,8 @@ class Mapping(Rule):
         return isinstance(v, dict) and len(v) > 0 and all(self.value.ok(x) for x in v.values())
 
 
-class Section(dict):
-    """A mapping with fixed keys: ``{key: Rule or Section}``."""
+class Rules(dict):
+    """The rules of a params section: a mapping with fixed keys, ``{key: Rule or Rules}``."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -229,14 +229,14 @@ ANCHOR_PAD = ("all_sides", "top_left")
 ANCHOR_FALLBACK = ("original", "rescaled")
 RESIZE_FILTERS = ("cv2", "cv2_antialias", "pil")
 MIN_FACE_FILTER = ("final", "reference")
-INITS = ("xavier", "kaiming")                            # stages/convert_weights.py
+INITS = ("xavier", "kaiming")                            # dainet.weights.convert.INITS
 METHODS = ("dainet", "dsfd")                             # dainet.training.config.TrainConfig
 DSFD_INPUTS = ("dark", "clean")
 DEVICES = ("auto", "cpu", "cuda")
 BN_STREAMS = ("separate", "shared")                      # dainet.models.dainet.DAINet._shallow_streams
 OPTIMIZERS = ("sgd", "adamw")                            # dainet.training.optim.OPTIMIZERS
 LR_SCHEDULES = ("step", "cosine")
-# stages/visualize.py FEATURE_LAYERS: x_shallow + dainet.models.dainet SOURCE_NAMES + ENHANCED_NAMES
+# visualize.feature_layers: x_shallow + dainet.models.dainet SOURCE_NAMES + ENHANCED_NAMES
 FEATURE_LAYERS = ("x_shallow", "of1", "of2", "of3", "of4", "of5", "of6",
                   "ef1", "ef2", "ef3", "ef4", "ef5", "ef6")
 
@@ -250,21 +250,21 @@ SEED = Int(lo=0)
 JPEG = Int(lo=1, hi=100)
 IOU = Num(gt=0, le=1)
 
-SCHEMA = Section(
-    sample=Section(
+SCHEMA = Rules(
+    sample=Rules(
         seed=SEED, n_train=COUNT, n_val=COUNT, n_dark=COUNT, n_events=POS_INT,
         image_side=Pair(Int(lo=16)), faces_per_image=Pair(COUNT), face_size=Pair(Num(ge=2)),
         zero_face_fraction=Prob(), distractors=Pair(COUNT), occlusion_prob=Prob(), blur_prob=Prob(),
         jpeg_quality=JPEG,
         difficulty=Mapping(List(NONNEG, 3), "a mapping of level -> [min height, max blur, max occlusion]"),
-        dark=Section(exposure=Pair(POS), gamma=Pair(POS), shot_noise=Pair(POS), read_noise=Pair(POS),
+        dark=Rules(exposure=Pair(POS), gamma=Pair(POS), shot_noise=Pair(POS), read_noise=Pair(POS),
                      colour_cast=Num(ge=0, lt=1), jpeg_quality=Pair(JPEG)),
     ),
-    data=Section(
+    data=Rules(
         wider_root=Str(), wider_gt_dir=Str(), darkface_root=Str(), train_list=Str(empty=True),
         max_missing_images=COUNT, max_bad_images=COUNT,
     ),
-    model=Section(
+    model=Rules(
         backbone=Choice(*BACKBONES),
         width=POS, vgg_cfg=List(Either(POS_INT, Choice(*POOLS)), min_len=1), fc_channels=POS_INT,
         fc_dilation=POS_INT, extras_cfg=List(POS_INT, 4), l2norm_scales=List(POS, 3), l2norm_eps=POS,
@@ -272,18 +272,18 @@ SCHEMA = Section(
         decomp_kernel=Int(lo=1, odd=True), decomp_layers=POS_INT, norm=Choice(*NORMS),
         norm_group_size=POS_INT, norm_scope=Choice(*NORM_SCOPES),
     ),
-    priors=Section(
+    priors=Rules(
         steps=List(POS_INT, N_LEVELS), sizes_shot1=List(POS_INT, N_LEVELS),
         sizes_shot2=List(POS_INT, N_LEVELS), variances=List(POS, 2), clip=Bool(),
     ),
-    darkisp=Section(
+    darkisp=Rules(
         gamma=Pair(POS), red_gain=Pair(POS), blue_gain=Pair(POS), wb_scale_mean=POS, wb_scale_std=NONNEG,
         darkness_mean=Num(ge=0, le=1), darkness_std=POS, darkness_range=Pair(Num(ge=0, le=1)),
         shot_noise=Pair(POS), read_noise_slope=Num(), read_noise_intercept=Num(), read_noise_std=NONNEG,
         quant_bits=List(POS_INT, min_len=1), eps=POS,
         xyz2cams=Matrices(stack=True), rgb2xyz=Matrices(),
     ),
-    augment=Section(
+    augment=Rules(
         image_size=POS_INT, photometric_prob=Prob(), brightness_delta=Num(ge=0, le=1),
         contrast_range=Pair(NONNEG), saturation_range=Pair(NONNEG), hue_delta=Num(ge=0, le=255),
         hue_rounding=Choice(*HUE_ROUNDING), anchor_sampling_prob=Prob(),
@@ -295,16 +295,16 @@ SCHEMA = Section(
         min_face_filter=Choice(*MIN_FACE_FILTER), expand=Bool(), expand_prob=Prob(),
         expand_max_ratio=Num(ge=1),
     ),
-    convert=Section(
+    convert=Rules(
         seed=SEED, backbone_init=Choice(*INITS), neck_init=Choice(*INITS), zero_init_residual=Bool(),
         vgg_src=Str(empty=True), resnet_src=Str(empty=True), dainet_src=Str(empty=True),
     ),
-    train_decomp=Section(
+    train_decomp=Rules(
         src=Str(empty=True), seed=SEED, iterations=COUNT, batch_size=POS_INT, image_size=POS_INT, lr=POS,
         w_recon_mutual=NONNEG, w_smooth=NONNEG, w_equal_r=NONNEG, smooth_edge=NONNEG, log_every=POS_INT,
         n_preview=POS_INT, preview_size=POS_INT,
     ),
-    train=Section(
+    train=Rules(
         method=Choice(*METHODS), dsfd_input=Choice(*DSFD_INPUTS), device=Choice(*DEVICES),
         processes=POS_INT, mpi_hostfile=Str(empty=True), seed=SEED,
         batch_size=POS_INT, num_workers=COUNT, optimizer=Choice(*OPTIMIZERS), lr=POS,
@@ -318,17 +318,17 @@ SCHEMA = Section(
         ssim_window=Int(lo=1, odd=True), ssim_sigma=POS, ssim_crop_border=Bool(),
         checkpoint_every=POS_INT, log_every=POS_INT, image_every=COUNT,   # image_every 0: no pictures
     ),
-    predict=Section(
+    predict=Rules(
         conf_thresh=Prob(), nms_thresh=IOU, top_k=POS_INT, keep_top_k=POS_INT, vote_iou=IOU,
         max_shrink_cap=POS, max_pixels_factor=POS, min_side=POS, max_side=POS,
         shrink_scales=List(POS, 2), enlarge_factor=Num(gt=1), enlarge_extra=POS,
         pyramid_scales=List(POS), base_scale=POS, single_scale=Bool(), max_skipped_images=COUNT,
     ),
-    evaluate=Section(
+    evaluate=Rules(
         iou_thresh=IOU, thresholds=POS_INT, darkface_xyxy_as_xywh=Bool(), max_missing_predictions=COUNT,
         bootstrap=COUNT, bootstrap_seed=SEED,
     ),
-    visualize=Section(
+    visualize=Rules(
         n_images=POS_INT,
         score_thresh=NONNEG,   # above 1 draws the ground truth alone (tests/test_visualize.py)
         feature_layers=Names(*FEATURE_LAYERS), feature_channels=POS_INT,
@@ -419,7 +419,7 @@ def across_keys(data: dict) -> list[str]:
     return found
 
 
-def problems(data: dict, schema: Section = SCHEMA, path: str = "") -> list[str]:
+def problems(data: dict, schema: Rules = SCHEMA, path: str = "") -> list[str]:
     """Every problem of a params tree, each ``"<dotted key>: <what is wrong>"``, in file order;
     on the whole file (``schema`` :data:`SCHEMA`, no ``path``), then those across keys
     (:func:`across_keys`)."""
@@ -429,7 +429,7 @@ def problems(data: dict, schema: Section = SCHEMA, path: str = "") -> list[str]:
         rule = schema.get(key) if isinstance(key, str) else None
         if rule is None:
             found.append(_unknown(dotted, str(key), schema, "key" if path else "section"))
-        elif isinstance(rule, Section):
+        elif isinstance(rule, Rules):
             if isinstance(value, dict):
                 found += problems(value, rule, dotted)
             else:
@@ -446,11 +446,11 @@ def problems(data: dict, schema: Section = SCHEMA, path: str = "") -> list[str]:
     return found
 
 
-def rule(dotted: str) -> Rule | Section | None:
+def rule(dotted: str) -> Rule | Rules | None:
     """The rule of a dotted key (``"train.lr"``, ``"sample.dark"``), None when the schema has none."""
     node: Any = SCHEMA
     for part in dotted.split("."):
-        if not isinstance(node, Section) or part not in node:
+        if not isinstance(node, Rules) or part not in node:
             return None
         node = node[part]
     return node
@@ -461,6 +461,6 @@ def check(dotted: str, value: Any) -> list[str]:
     good or the schema has no rule for the key."""
     parent, _, key = dotted.rpartition(".")
     rules = rule(parent) if parent else SCHEMA
-    if not isinstance(rules, Section) or key not in rules:
+    if not isinstance(rules, Rules) or key not in rules:
         return []
     return problems({key: value}, rules, parent)

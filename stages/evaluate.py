@@ -67,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     max_missing = p.int("max_missing_predictions")
     xyxy_as_xywh = p.bool("darkface_xyxy_as_xywh", False)
     bootstrap, boot_seed = p.int("bootstrap"), p.int("bootstrap_seed")
-    if not 0.0 < iou_thresh <= 1.0:
-        raise UserError(f"{args.params}: evaluate.iou_thresh: expected a value in (0, 1], got {iou_thresh}")
     # after the params: a bad key fails before numpy / scipy load
     from dainet.evaluation import (evaluate_darkface, evaluate_wider, load_wider_ground_truth,
                                    missing_predictions, read_darkface_labels, read_darkface_predictions,

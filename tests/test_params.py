@@ -149,7 +149,7 @@ def test_profiles_validate_and_every_key_has_a_rule(path):
         out = set()
         for k, v in rules.items():
             out.add(prefix + k)
-            if isinstance(v, schema.Section):
+            if isinstance(v, schema.Rules):
                 out |= keys(node.get(k, {}), v, f"{prefix}{k}.")
         return out
     in_file = set()
@@ -157,7 +157,7 @@ def test_profiles_validate_and_every_key_has_a_rule(path):
     def walk(node, rules, prefix=""):
         for k, v in node.items():
             in_file.add(prefix + k)
-            if isinstance(rules.get(k), schema.Section):
+            if isinstance(rules.get(k), schema.Rules):
                 walk(v, rules[k], f"{prefix}{k}.")
     walk(tree, schema.SCHEMA)
     assert keys(tree, schema.SCHEMA) == in_file   # no rule without its key, no key without a rule

@@ -54,7 +54,7 @@ images of another scale than the test images' is tested around its own scale. Wi
 pixels. The sample profile trains on 128-px crops of 256-512 px images and uses
 ``b = 0.5``: origin and flip at 0.5, shrink-down at 0.25 and 0.375 (big faces),
 enlarge at 1.0 and 0.75 (small faces only), so the full-resolution pass no longer
-reports face parts of big faces as faces (README).
+reports face parts of big faces as faces (docs/profiles.md).
 """
 from __future__ import annotations
 
@@ -67,7 +67,6 @@ import cv2
 import numpy as np
 
 from dainet.inference.voting import box_vote
-from dainet.params import ParamError
 
 # Caffe's largest blob (INT_MAX elements) bounded the reference's input size.
 CAFFE_MAX_BLOB = 0x7FFFFFFF
@@ -103,12 +102,7 @@ class MultiScaleConfig:
     enlarge_factor: float            # first enlarge scale cap and doubling factor
     enlarge_extra: float             # extra enlarge scale when max_shrink exceeds it
     base_scale: float                # the origin pass's scale; every scale of the plan is relative to it
-
-    def __post_init__(self):
-        # the ranges are the schema's (predict.*); this one also guards a direct construction,
-        # for which the doubling loop of plan_passes would never end
-        if self.enlarge_factor <= 1:
-            raise ParamError(f"enlarge_factor: must be > 1, got {self.enlarge_factor}")
+    max_skipped_images: int          # the predict stage: unreadable images allowed before it fails
 
 
 @dataclass(frozen=True)
@@ -152,7 +146,7 @@ def _reference_plan(ms: float, cfg: MultiScaleConfig) -> list[ScalePass]:
     enlarge = [bt]
     if ms > cfg.enlarge_extra:
         enlarge.append(cfg.enlarge_extra)
-    if ms > f:
+    if ms > f > 1:   # f > 1 (the schema's rule) ends the doubling
         bt *= f
         while bt < ms:
             enlarge.append(bt)

@@ -268,9 +268,8 @@ def predict(params: Section, weights: str | Path, out_dir: str | Path, fmt: str,
     ``images_dir``) with the checkpoint ``weights``, write one ``fmt`` file per image
     below ``out_dir``, fail past ``predict.max_skipped_images`` unreadable images, and
     return the stage's metrics (:meth:`PredictStats.metrics` plus method, device)."""
-    sec = params.section("predict")
-    max_skipped = sec.int("max_skipped_images")
-    cfg = sec.load(MultiScaleConfig)
+    cfg = params.section("predict").load(MultiScaleConfig)
+    max_skipped = cfg.max_skipped_images
     if single_scale:
         cfg = dataclasses.replace(cfg, single_scale=True)
     images = list_images(list_path) if list_path else folder_images(images_dir)

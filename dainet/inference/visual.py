@@ -241,21 +241,12 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
     from dainet.formats.lists import read_list
     from dainet.inference.multiscale import MultiScaleConfig, multi_scale_detect
     from dainet.inference.predictor import detector_from_params, feature_maps, reflectance
-    from dainet.models.dainet import ENHANCED_NAMES, SOURCE_NAMES
-    from dainet.params import ParamError
     from dainet.utils.fileio import write_image
 
     vis = params.section("visualize")
     n_images, score_thresh = vis.int("n_images"), vis.float("score_thresh")
     layers = vis.list("feature_layers", str)
     n_channels = vis.int("feature_channels")
-    known = ("x_shallow",) + SOURCE_NAMES + ENHANCED_NAMES
-    unknown = [name for name in layers if name not in known]
-    if unknown:
-        raise ParamError(f"{vis.source}: visualize.feature_layers: unknown {unknown}; "
-                         f"choose from {', '.join(known)}")
-    if n_images < 1:
-        raise ParamError(f"{vis.source}: visualize.n_images: expected >= 1, got {n_images}")
     # the predict stage's own test (multi-scale unless predict.single_scale): the pictures
     # show the boxes that were evaluated
     cfg = params.section("predict").load(MultiScaleConfig)

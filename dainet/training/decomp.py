@@ -28,7 +28,7 @@ from dainet.weights import load_into, read_pth
 
 @dataclass(frozen=True)
 class DecompTrainConfig:
-    """Params section `train_decomp` (the keys the training loop reads)."""
+    """Params section `train_decomp`, every key."""
     seed: int
     iterations: int
     batch_size: int
@@ -39,6 +39,9 @@ class DecompTrainConfig:
     w_equal_r: float
     smooth_edge: float
     log_every: int
+    src: str             # a published decomp.pth to convert instead of training ("" trains)
+    n_preview: int       # val images in plots/decomp/preview.png
+    preview_size: int
 
 
 def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -125,8 +128,8 @@ def train_decomp(params: Section, train_list: str, val_list: str, src: str | Non
     on (DarkISP(clean), clean) crops of ``train_list``; preview the first
     ``train_decomp.n_preview`` images of ``val_list``."""
     sec = params.section("train_decomp")
-    src = src if src is not None else sec.str("src")
     cfg = sec.load(DecompTrainConfig)
+    src = src if src is not None else cfg.src
     jt.set_global_seed(cfg.seed)
     net = build_decomposer(params.section("model"))
     if src:
@@ -137,6 +140,6 @@ def train_decomp(params: Section, train_list: str, val_list: str, src: str | Non
         paths = [e.image for e in read_list(train_list)]
         rows = train_decomposer(net, paths, cfg, params.section("darkisp").load(DarkISPConfig))
     net.eval()
-    val = read_list(val_list)[: sec.int("n_preview")]
-    preview = decomposition_preview(net, [read_image(e.image) for e in val], size=sec.int("preview_size"))
+    val = read_list(val_list)[: cfg.n_preview]
+    preview = decomposition_preview(net, [read_image(e.image) for e in val], size=cfg.preview_size)
     return DecompRun(net=net, rows=rows, preview=preview, src=src, iterations=0 if src else cfg.iterations)
