@@ -206,3 +206,32 @@ def test_git_file_reads_a_commit_and_says_none_without_the_file(tmp_path, monkey
     (tmp_path / "plots" / "a.csv").write_text("changed")
     assert cmp.git_file(rev, "plots/a.csv") == "replicate,ap\n0,0.5\n"
     assert cmp.git_file(rev, "plots/b.csv") is None
+
+
+def test_the_command_asks_dvc_for_the_baseline_and_reads_each_runs_replicates(tmp_path, monkeypatch, capsys):
+    import subprocess
+    calls = []
+    records = exp_show(GRID)
+    reps = {r["revs"][0]["rev"]: f"replicate,ap\n0,{0.4 + i / 100}\n1,{0.41 + i / 100}\n" for i, r in enumerate(GRID)}
+
+    def fake_run(cmd, capture_output=True, text=True, **kw):
+        calls.append(cmd)
+        if cmd[:2] == ["git", "show"]:
+            rev, path = cmd[2].split(":", 1)
+            found = reps.get(rev) if path == "plots/bootstrap/dark.csv" else None
+            return subprocess.CompletedProcess(cmd, 0 if found else 128, found or "", "")
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(records), "")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    out = tmp_path / "c.json"
+    with pytest.raises(SystemExit) as exc:
+        run(cmp.main, ["--rev", "abc1234", "--replicates", "200", "--out", str(out), "--table", str(tmp_path / "c.md"),
+                       "--plot", str(tmp_path / "c.png"), "--csv", str(tmp_path / "r.csv")])
+    assert exc.value.code == 0
+    assert calls[0][-5:] == ["exp", "show", "--json", "--rev", "abc1234"]
+    assert sum(c[:2] == ["git", "show"] for c in calls) == 2 * len(GRID)   # both replicates files of each run
+    assert "train.method=dainet - train.method=dsfd/dark/images_low" in json.loads(out.read_text())
+    src = tmp_path / "bad.json"
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, "WARNING: x\n", ""))
+    with pytest.raises(SystemExit):
+        run(cmp.main, ["--out", str(src)])
+    assert "printed no JSON" in capsys.readouterr().err

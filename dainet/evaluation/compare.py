@@ -155,13 +155,10 @@ def with_replicates(runs: Iterable[Run], read: Callable[[str, str], str | None])
     run's commit, or None where it has none (a run from before the replicates existed)."""
     out = []
     for r in runs:
-        reps: dict[str, np.ndarray] = {}
-        for ap, (path, column) in REPLICATES.items():
-            text = read(r.rev, path) if r.rev else None
-            if text is not None:
-                columns = parse_replicates(text, f"{r.name}:{path}")
-                if column in columns and len(columns[column]):
-                    reps[ap] = columns[column]
+        files = {path: read(r.rev, path) if r.rev else None for path in dict.fromkeys(p for p, _ in REPLICATES.values())}
+        tables = {path: parse_replicates(text, f"{r.name}:{path}") for path, text in files.items() if text is not None}
+        reps = {ap: tables[path][column] for ap, (path, column) in REPLICATES.items()
+                if column in tables.get(path, {}) and len(tables[path][column])}
         out.append(replace(r, replicates=reps))
     return out
 
@@ -453,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dainet compare", description=main.__doc__)
     ap.add_argument("--exp-show", help="a saved `dvc exp show --json` (default: run it here)")
     ap.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    ap.add_argument("--rev", help="the experiments of this baseline commit (default HEAD)")
     ap.add_argument("--include-baseline", action="store_true", help="count the baseline commits as runs too")
     ap.add_argument("--replicates", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
@@ -470,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         # the dvc of this environment (`.venv/bin/python -m dainet` without an activated venv)
         beside = Path(sys.executable).parent / "dvc"
         cmd = [str(beside) if beside.is_file() else "dvc", "exp", "show", "--json"] + \
-            (["--all-commits"] if args.all_commits else [])
+            (["--all-commits"] if args.all_commits else []) + (["--rev", args.rev] if args.rev else [])
         try:
             done = subprocess.run(cmd, capture_output=True, text=True)
         except FileNotFoundError:
