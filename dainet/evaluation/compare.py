@@ -124,7 +124,7 @@ def runs_from_exp_show(records: list, include_baseline: bool = False) -> tuple[l
                 ok = state == "success" and not rev.get("error")
                 run = _run(name, rev.get("data") or {}, rev.get("rev")) if ok else None
                 (runs.append(run) if run else skipped.append(name))
-    return runs, skipped
+    return runs, list(dict.fromkeys(skipped))   # a running experiment may show more than one rev
 
 
 def parse_replicates(text: str, source: str) -> dict[str, np.ndarray]:
