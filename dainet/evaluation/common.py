@@ -284,15 +284,23 @@ def bootstrap_aps(matches: Matches, proposal: np.ndarray, first: np.ndarray, fac
     replicate by replicate is the paired bootstrap over images (:mod:`dainet.evaluation.compare`).
     The evaluation's own uncertainty, not the training's.
     """
-    rng = np.random.default_rng(seed)
     n = matches.n_images
+    drawn = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=replicates)   # [B, n_images]
+    faces = drawn @ faces_per_image                                                               # [B]
+    n_above = np.searchsorted(-matches.score, -score_thresholds(n_thresholds), side="right")    # [T]
     aps = np.full(replicates, np.nan)
-    for b in range(replicates):
-        drawn = rng.multinomial(n, np.full(n, 1.0 / n))
-        faces = float(drawn @ faces_per_image)
-        if faces > 0:
-            curve = pr_curve(matches.score, proposal, first, faces, n_thresholds, weight=drawn[matches.image])
-            aps[b] = voc_ap(curve.recall, curve.precision)
+    step = max(1, (1 << 22) // max(len(matches.score), 1))   # [chunk, N] weights of at most 4 M entries
+    for start in range(0, replicates, step):
+        w = drawn[start:start + step][:, matches.image]                                          # [b, N]
+        zero = np.zeros((len(w), 1), np.int64)
+        proposals = np.concatenate([zero, np.cumsum(w * proposal, axis=1)], axis=1)[:, n_above]  # [b, T]
+        recalled = np.concatenate([zero, np.cumsum(w * first, axis=1)], axis=1)[:, n_above]
+        f = faces[start:start + step, None].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall, precision = recalled / f, recalled / proposals
+        # the area row by row with voc_ap itself: its sums, so the same digits as one curve alone
+        aps[start:start + step] = [voc_ap(r, q) for r, q in zip(recall, precision)]
+    aps[faces <= 0] = np.nan
     return aps
 
 
