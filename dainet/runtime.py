@@ -20,6 +20,10 @@ environment variables at import time, so they must be in place first:
   AVX-512 CPU Jittor's vectorised sums depend on buffer alignment, so a resumed run no
   longer repeats the uninterrupted one bit for bit (tests/test_resume.py, measured). Digits
   still differ between CPU models (docs/numerics.md).
+* glibc's allocator told to keep freed memory (:func:`keep_freed_memory`): oneDNN allocates
+  a fresh buffer for every layout reorder around every convolution, and by default each
+  large buffer is new memory from the kernel, zeroed page by page (measured: a third of the
+  convolutions' time on the paper network, docs/speed.md).
 
 ``python -m dainet doctor`` prints what was detected and decided (``--install`` also tries to
 install ``libdnnl-dev`` and ``openmpi`` with apt when running as root, and Jittor's CUDA
@@ -27,6 +31,7 @@ bundle on a GPU machine without a usable system toolkit).
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -47,6 +52,11 @@ NUMERICS_VARS = ("cc_flags", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 X86_64_V3_FLAGS = frozenset({"avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "abm", "movbe", "xsave"})
 PINNED_CC_FLAGS = "-march=x86-64-v3 -mtune=generic"   # appended after Jittor's -march=native: wins
 PINNED_CACHE_NAME = "dainet_x86-64-v3"   # kernels built with other flags live in another cache
+# glibc's malloc settings; a user who set any of these keeps the allocator as set
+MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 1 << 30   # blocks below 1 GiB come from the heap, and are reused when freed
+TRIM_THRESHOLD = (1 << 31) - 1   # freed heap memory is not given back to the kernel
 
 
 @dataclass
@@ -60,6 +70,7 @@ class RuntimeInfo:
     onednn_dir: str
     mpi: bool
     numerics: str
+    malloc: str = ""      # what keep_freed_memory did (configure only; decide is pure)
     gpu_error: str = ""   # a GPU that cannot be used: what to install
     gpu_notes: tuple = ()
     jittor_overlay: str = ""   # the patched Jittor copy first on sys.path, if any
@@ -169,6 +180,39 @@ def pin_jittor_kernels(env: dict, flags: frozenset, cuda: bool = False) -> str:
     return f"Jittor kernels x86-64-v3 (cc_flags {PINNED_CC_FLAGS!r}), oneDNN native"
 
 
+def glibc_mallopt():
+    """glibc's ``mallopt`` through ctypes, or None where the C library has none (musl, macOS)."""
+    try:
+        fn = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+def keep_freed_memory(env: dict, mallopt=glibc_mallopt) -> str:
+    """Make glibc serve blocks below :data:`MMAP_THRESHOLD` from its heap and keep freed heap
+    memory, for the rest of this process; returns what was done, as doctor prints it.
+
+    Jittor keeps its own tensors in a caching allocator, but oneDNN reorders every
+    convolution's input, output and gradients into a buffer it mallocs and frees on each
+    call. glibc's default maps blocks of a few MiB and more afresh each time and unmaps them
+    on free, so every call pays a page fault per 4 KiB: on the paper network's 320² step that
+    was 40 % of the reorders' and convolutions' time (docs/speed.md). Memory use is the
+    process's peak, which a training loop reaches every step anyway. Digits are unchanged:
+    only where buffers live changes. Left alone when the user set one of :data:`MALLOC_VARS`.
+    """
+    user = [v for v in MALLOC_VARS if v in env]
+    if user:
+        return "set by user (" + ", ".join(user) + ")"
+    fn = mallopt()
+    if fn is None:
+        return "system default (no glibc mallopt)"
+    if not (fn(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and fn(M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+        return "system default (mallopt refused)"
+    return f"freed memory kept (glibc mmap threshold {MMAP_THRESHOLD >> 20} MiB, no trim)"
+
+
 def probe_gpu() -> gpu_stack.CudaFacts:
     return gpu_stack.probe(jittor_home())
 
@@ -242,6 +286,7 @@ def configure() -> RuntimeInfo:
             print("dainet.runtime: warning: jittor was imported before dainet; "
                   "CUDA/oneDNN settings may not apply", file=sys.stderr)
         _INFO = decide(os.environ)
+        _INFO.malloc = keep_freed_memory(os.environ)
         if _INFO.jittor_overlay and _INFO.jittor_overlay not in sys.path:
             sys.path.insert(0, _INFO.jittor_overlay)   # the patched Jittor copy (gpu_stack)
     return _INFO

@@ -243,3 +243,50 @@ def test_importing_dainet_changes_nothing_until_jittor_is_imported():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["True", "True"]
+
+
+@pytest.mark.parametrize("env, mallopt, expect, calls", [
+    ({}, "ok", "freed memory kept (glibc mmap threshold 1024 MiB, no trim)",
+     [(runtime.M_MMAP_THRESHOLD, 1 << 30), (runtime.M_TRIM_THRESHOLD, (1 << 31) - 1)]),
+    ({"MALLOC_TRIM_THRESHOLD_": "0"}, "ok", "set by user (MALLOC_TRIM_THRESHOLD_)", []),
+    ({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1"}, "ok", "set by user (GLIBC_TUNABLES)", []),
+    ({}, None, "system default (no glibc mallopt)", []),
+    ({}, "refuse", "system default (mallopt refused)", [(runtime.M_MMAP_THRESHOLD, 1 << 30)]),
+])
+def test_keep_freed_memory_decides(env, mallopt, expect, calls):
+    seen = []
+
+    def fake(param, value):
+        seen.append((param, value))
+        return 0 if mallopt == "refuse" else 1
+    assert runtime.keep_freed_memory(env, mallopt=lambda: None if mallopt is None else fake) == expect
+    assert seen == calls
+
+
+FAULTS = r"""
+import ctypes, resource, sys
+from dainet import runtime
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+if sys.argv[1] == "1":
+    print(runtime.keep_freed_memory({}), file=sys.stderr)
+size, faults = 64 << 20, []
+for _ in range(3):   # what every convolution's reorder buffer does: malloc, fill, free
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    p = libc.malloc(size); ctypes.memset(p, 1, size); libc.free(p)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(faults[-1])
+"""
+
+
+@pytest.mark.skipif(runtime.glibc_mallopt() is None, reason="glibc only")
+def test_kept_memory_is_not_faulted_in_again():
+    """A 64 MiB block freed and allocated again: with glibc's defaults every 4 KiB page is a
+    fresh page fault each time; with keep_freed_memory the second block reuses the first's."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in runtime.MALLOC_VARS}
+    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+    faults = {on: int(subprocess.run([sys.executable, "-c", FAULTS, on], env=env, capture_output=True,
+                                     text=True, check=True).stdout) for on in ("0", "1")}
+    assert faults["0"] > 0.9 * pages and faults["1"] < 0.01 * pages, faults
