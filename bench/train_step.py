@@ -7,11 +7,13 @@ Median seconds per step after warm-up, for each (batch, oneDNN on/off) combinati
 each in a fresh process; then a per-part breakdown (parts synchronised one by one,
 so their sum is a little above the fused step).
 
-    python bench/train_step.py [--size 320] [--width 1.0] [--batches 1 4] [--steps 3] [--no-off]
+    python bench/train_step.py [--size 320] [--width 1.0] [--batches 1 4] [--steps 3] [--no-off] [--malloc-default]
 
-Reference (spec issue): the published PyTorch implementation, 320x320, batch 1, 2 cores:
-4.6 s per step (decomposition 0.66, forward 1.23, multibox 0.01, other losses 0.08,
-backward 2.50, clip+step 0.11).
+``--width 0 --size 128 --batches 4`` is the sample profile's own step (params.yaml).
+``--malloc-default`` also times each step with glibc's allocator at its defaults
+(dainet.runtime.keep_freed_memory otherwise keeps freed memory), as a ratio.
+
+Against the published PyTorch code, in one run: bench/versus.py.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import json
 import os
 import subprocess
 import sys
+
+# glibc's own default top pad: a user setting, so the runtime leaves the allocator alone
+MALLOC_DEFAULT = {"MALLOC_TOP_PAD_": str(128 * 1024)}
 
 CHILD = r"""
 import json, sys, time
@@ -147,6 +152,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--decomp-channels", type=int, default=64, help="DecomNet width (published: 64)")
     ap.add_argument("--no-off", action="store_true", help="skip the (slow) runs without oneDNN")
+    ap.add_argument("--malloc-default", action="store_true",
+                    help="also time each step with glibc's allocator at its defaults")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print(f"DAI-Net training step, {args.size}x{args.size}, width {args.width}, CPU, "
@@ -154,8 +161,12 @@ def main() -> None:
         for batch in args.batches:
             for mkl in ([True] if args.no_off else [True, False]):
                 r = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels)
-                print(f"  batch {batch}  oneDNN {'on ' if mkl else 'off'}: {r['total']:.2f} s/step"
-                      + ("" if r["mkl"] == mkl else "  (oneDNN unavailable)"))
+                line = f"  batch {batch}  oneDNN {'on ' if mkl else 'off'}: {r['total']:.2f} s/step"
+                if args.malloc_default:
+                    d = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels,
+                              env=dict(os.environ, **MALLOC_DEFAULT))
+                    line += f"; glibc-default malloc {d['total']:.2f} s/step ({d['total'] / r['total']:.2f}x)"
+                print(line + ("" if r["mkl"] == mkl else "  (oneDNN unavailable)"))
         r = child(args.width, args.size, args.batches[0], args.steps, True, True, tmp, args.decomp_channels)
         parts = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("mkl", "total"))
         print(f"  breakdown, batch {args.batches[0]}, oneDNN on (s): {parts}; sum {r['total']:.2f}")

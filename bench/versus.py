@@ -15,7 +15,9 @@ project's), on a checkout of ZPDu/DAI-Net, through bench/reference_step.py:
     python bench/versus.py --reference /tmp/DAI-Net --torch-python /tmp/ref/bin/python
 
 ``--pinned`` adds the port with oneDNN also capped at AVX2 (the runtime pins only Jittor's own
-kernels to x86-64-v3), to measure what that cap costs (docs/numerics.md). ``--malloc-default``
+kernels to x86-64-v3), to measure what that cap costs, and ``--native`` the port with Jittor's
+kernels unpinned (-march=native), to measure what the runtime's pinning costs
+(docs/numerics.md). ``--malloc-default``
 adds the port with glibc's allocator left at its defaults (the runtime otherwise keeps freed
 memory, dainet.runtime.keep_freed_memory), to measure what that setting gains (docs/speed.md).
 """
@@ -34,9 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_step  # noqa: E402  (bench/train_step.py: the port's child)
 from dainet.runtime import PINNED_CACHE_NAME, PINNED_CC_FLAGS  # noqa: E402
 
-# glibc's own default top pad: a user setting, so the runtime leaves the allocator alone
-MALLOC_DEFAULT = {"MALLOC_TOP_PAD_": str(128 * 1024)}
-
 PARTS = ("darkisp", "decomposition", "forward", "multibox", "other_losses", "backward", "clip_step")
 
 
@@ -54,8 +53,13 @@ PINNED = {"cc_flags": PINNED_CC_FLAGS, "cache_name": PINNED_CACHE_NAME,
           "DNNL_MAX_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def port(args, tmp: str, parts: bool, pinned: bool = False, top: int = 0, malloc_default: bool = False) -> dict:
-    env = dict(os.environ, **(PINNED if pinned else {}), **(MALLOC_DEFAULT if malloc_default else {}))
+# nothing pinned: Jittor's own -march=native kernels, in a kernel cache of their own
+NATIVE = {"cc_flags": "", "cache_name": "dainet_native"}
+VARIANTS = {"pinned": PINNED, "native": NATIVE, "malloc default": train_step.MALLOC_DEFAULT}
+
+
+def port(args, tmp: str, parts: bool, variant: str = "", top: int = 0) -> dict:
+    env = dict(os.environ, **VARIANTS.get(variant, {}))
     return train_step.child(0, args.size, args.batch, args.steps, parts, True, tmp,
                             profile="params/wider.yaml", env=env, top=top)
 
@@ -70,22 +74,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch's threads (Jittor uses all cores)")
     ap.add_argument("--pinned", action="store_true", help="also time the port with oneDNN capped at AVX2")
+    ap.add_argument("--native", action="store_true", help="also time the port with Jittor's kernels unpinned")
     ap.add_argument("--malloc-default", action="store_true",
                     help="also time the port with glibc's allocator at its defaults")
     ap.add_argument("--top", type=int, default=15, help="ops shown from the port's profile (0: none)")
     args = ap.parse_args()
     print(f"DAI-Net paper-network training step, {args.size}x{args.size}, batch {args.batch}, CPU, "
           f"{os.cpu_count()} cores; median of {args.steps} steps after warm-up, s/step")
-    rows = {"reference": [], "port": [], "port pinned": [], "port malloc default": []}
+    variants = [v for v in VARIANTS if getattr(args, v.replace(" ", "_"))]
+    rows = {"reference": [], "port": [], **{f"port {v}": [] for v in variants}}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             ref = reference(args, False)
             rows["reference"].append(ref["total"])
             rows["port"].append(port(args, tmp, False)["total"])
-            if args.pinned:
-                rows["port pinned"].append(port(args, tmp, False, pinned=True)["total"])
-            if args.malloc_default:
-                rows["port malloc default"].append(port(args, tmp, False, malloc_default=True)["total"])
+            for v in variants:
+                rows[f"port {v}"].append(port(args, tmp, False, v)["total"])
             line = ", ".join(f"{k} {v[-1]:.2f}" for k, v in rows.items() if v)
             print(f"  round {r + 1}: {line}; port/reference {rows['port'][-1] / rows['reference'][-1]:.2f}"
                   + "".join(f", {k[5:]}/reference {v[-1] / rows['reference'][-1]:.2f}"
@@ -94,12 +98,9 @@ def main() -> None:
         print(f"  reference: torch {ref['torch']}, {ref['threads']} threads")
         ratio = statistics.median(p / q for p, q in zip(rows["port"], rows["reference"]))
         print(f"ratio port/reference (median of rounds): {ratio:.2f}")
-        if args.pinned:
-            cost = statistics.median(p / q for p, q in zip(rows["port pinned"], rows["port"]))
-            print(f"all-pinned/default (median of rounds): {cost:.2f}")
-        if args.malloc_default:
-            cost = statistics.median(p / q for p, q in zip(rows["port malloc default"], rows["port"]))
-            print(f"glibc-default malloc/default (median of rounds): {cost:.2f}")
+        for v in variants:
+            cost = statistics.median(p / q for p, q in zip(rows[f"port {v}"], rows["port"]))
+            print(f"port {v}/port (median of rounds): {cost:.2f}")
         ref_parts, port_parts = reference(args, True), port(args, tmp, True)
         print(f"\n{'part':<14}{'reference':>10}{'port':>8}{'ratio':>7}")
         for k in (*PARTS, "total"):
