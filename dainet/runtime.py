@@ -22,8 +22,8 @@ environment variables at import time, so they must be in place first:
   still differ between CPU models (docs/numerics.md).
 * glibc's allocator told to keep freed memory (:func:`keep_freed_memory`): oneDNN allocates
   a fresh buffer for every layout reorder around every convolution, and by default each
-  large buffer is new memory from the kernel, zeroed page by page (measured: a third of the
-  convolutions' time on the paper network, docs/speed.md).
+  large buffer is new memory from the kernel, zeroed page by page (measured: the paper
+  network's CPU step took 1.5x as long, docs/speed.md).
 
 ``python -m dainet doctor`` prints what was detected and decided (``--install`` also tries to
 install ``libdnnl-dev`` and ``openmpi`` with apt when running as root, and Jittor's CUDA
@@ -197,8 +197,8 @@ def keep_freed_memory(env: dict, mallopt=glibc_mallopt) -> str:
     Jittor keeps its own tensors in a caching allocator, but oneDNN reorders every
     convolution's input, output and gradients into a buffer it mallocs and frees on each
     call. glibc's default maps blocks of a few MiB and more afresh each time and unmaps them
-    on free, so every call pays a page fault per 4 KiB: on the paper network's 320² step that
-    was 40 % of the reorders' and convolutions' time (docs/speed.md). Memory use is the
+    on free, so every call pays a page fault per 4 KiB: the paper network's 320² step took
+    1.5x as long, the sample's 1.47x (bench/versus.py, bench/train_step.py, docs/speed.md). Memory use is the
     process's peak, which a training loop reaches every step anyway. Digits are unchanged:
     only where buffers live changes. Left alone when the user set one of :data:`MALLOC_VARS`.
     """
