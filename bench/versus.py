@@ -17,8 +17,7 @@ project's), on a checkout of ZPDu/DAI-Net, through bench/reference_step.py:
 ``--pinned`` adds the port with oneDNN also capped at AVX2 (the runtime pins only Jittor's own
 kernels to x86-64-v3), to measure what that cap costs, and ``--native`` the port with Jittor's
 kernels unpinned (-march=native), to measure what the runtime's pinning costs
-(docs/numerics.md). ``--malloc-default``
-adds the port with glibc's allocator left at its defaults (the runtime otherwise keeps freed
+(docs/numerics.md). ``--malloc-default`` adds the port with glibc's allocator left at its defaults (the runtime otherwise keeps freed
 memory, dainet.runtime.keep_freed_memory), to measure what that setting gains (docs/speed.md).
 """
 from __future__ import annotations
@@ -92,8 +91,8 @@ def main() -> None:
                 rows[f"port {v}"].append(port(args, tmp, False, v)["total"])
             line = ", ".join(f"{k} {v[-1]:.2f}" for k, v in rows.items() if v)
             print(f"  round {r + 1}: {line}; port/reference {rows['port'][-1] / rows['reference'][-1]:.2f}"
-                  + "".join(f", {k[5:]}/reference {v[-1] / rows['reference'][-1]:.2f}"
-                            for k, v in rows.items() if k.startswith("port ") and v),
+                  + "".join(f", {v}/reference {rows[f'port {v}'][-1] / rows['reference'][-1]:.2f}"
+                            for v in variants),
                   flush=True)
         print(f"  reference: torch {ref['torch']}, {ref['threads']} threads")
         ratio = statistics.median(p / q for p, q in zip(rows["port"], rows["reference"]))

@@ -192,15 +192,17 @@ def glibc_mallopt():
 
 def keep_freed_memory(env: dict, mallopt=glibc_mallopt) -> str:
     """Make glibc serve blocks below :data:`MMAP_THRESHOLD` from its heap and keep freed heap
-    memory, for the rest of this process; returns what was done, as doctor prints it.
+    memory (up to :data:`TRIM_THRESHOLD`), for the rest of this process; returns what was
+    done, as doctor prints it.
 
     Jittor keeps its own tensors in a caching allocator, but oneDNN reorders every
     convolution's input, output and gradients into a buffer it mallocs and frees on each
     call. glibc's default maps blocks of a few MiB and more afresh each time and unmaps them
     on free, so every call pays a page fault per 4 KiB: the paper network's 320² step took
-    1.5x as long, the sample's 1.47x (bench/versus.py, bench/train_step.py, docs/speed.md). Memory use is the
-    process's peak, which a training loop reaches every step anyway. Digits are unchanged:
-    only where buffers live changes. Left alone when the user set one of :data:`MALLOC_VARS`.
+    1.5x as long, the sample's 1.47x (bench/versus.py, bench/train_step.py, docs/speed.md).
+    Memory use is the process's peak, which a training loop reaches every step anyway.
+    Digits are unchanged: only where buffers live changes. Left alone when the user set one
+    of :data:`MALLOC_VARS`.
     """
     user = [v for v in MALLOC_VARS if v in env]
     if user:
@@ -208,9 +210,13 @@ def keep_freed_memory(env: dict, mallopt=glibc_mallopt) -> str:
     fn = mallopt()
     if fn is None:
         return "system default (no glibc mallopt)"
-    if not (fn(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and fn(M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
-        return "system default (mallopt refused)"
-    return f"freed memory kept (glibc mmap threshold {MMAP_THRESHOLD >> 20} MiB, no trim)"
+    settings = {"mmap threshold": (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+                "trim threshold": (M_TRIM_THRESHOLD, TRIM_THRESHOLD)}
+    refused = [name for name, (param, value) in settings.items() if not fn(param, value)]
+    if refused:
+        return "partly system default (mallopt refused the " + ", ".join(refused) + ")"
+    return (f"freed memory kept (glibc mmap threshold {MMAP_THRESHOLD >> 20} MiB, "
+            f"trim threshold {(TRIM_THRESHOLD + 1) >> 30} GiB)")
 
 
 def probe_gpu() -> gpu_stack.CudaFacts:
