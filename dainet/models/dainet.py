@@ -24,6 +24,7 @@ from dainet.jt import jt, nn
 
 from dainet.errors import UserError
 from dainet.models.config import ModelConfig
+from dainet.models.kernels import UpsampleNearest2x
 from dainet.models.layers import FEM, L2Norm, conv2d, upsample_product
 from dainet.models.resnet import ResNet
 from dainet.models.vgg import extra_layers, vgg_layers
@@ -47,7 +48,7 @@ def _apply_head(convs: nn.ModuleList, sources: list[jt.Var], out_per_cell: int) 
 def reflectance_decoder(in_channels: int, mid_channels: int) -> nn.Sequential:
     """``ref``: conv 3x3, ReLU, nearest x2, conv 3x3 -> 3, Sigmoid (names ``ref.0.*``, ``ref.3.*``)."""
     return nn.Sequential(nn.Conv2d(in_channels, mid_channels, 3, padding=1), nn.ReLU(),
-                         nn.Upsample(scale_factor=2, mode="nearest"),
+                         UpsampleNearest2x(),
                          nn.Conv2d(mid_channels, 3, 3, padding=1), nn.Sigmoid())
 
 

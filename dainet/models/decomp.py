@@ -10,6 +10,7 @@ from __future__ import annotations
 from dainet.jt import jt, nn
 
 from dainet.models.config import ModelConfig
+from dainet.models.kernels import replicate_pad
 
 
 class ReplicatePadConv2d(nn.Conv2d):
@@ -24,8 +25,7 @@ class ReplicatePadConv2d(nn.Conv2d):
         self.pad = kernel_size // 2
 
     def execute(self, x: jt.Var) -> jt.Var:
-        p = self.pad
-        return super().execute(nn.pad(x, (p, p, p, p), mode="replicate"))
+        return super().execute(replicate_pad(x, self.pad))
 
 
 class DecomNet(nn.Module):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dainet.jt import jt, nn
 
 from dainet.models.config import POOL, POOL_CEIL
+from dainet.models.kernels import max_pool2x2
 from dainet.models.layers import conv2d
 
 
@@ -20,7 +21,8 @@ class MaxPool2x2(nn.Module):
     2x2 map, which PyTorch pools to 1x1; it happens at the last pool for small test-time
     shrinks), so the input is first cut or ``-inf``-padded to exactly the windows PyTorch
     forms, plus a ``-inf`` row / column where a side is 2 (which never wins a window).
-    ``ceil_mode`` keeps a last, partial window (the image side is odd).
+    ``ceil_mode`` keeps a last, partial window (the image side is odd). On the CPU all of
+    this is one 2-thread kernel, :func:`dainet.models.kernels.max_pool2x2`.
     """
 
     def __init__(self, ceil_mode: bool = False):
@@ -33,6 +35,8 @@ class MaxPool2x2(nn.Module):
             oh, ow = (h + 1) // 2, (w + 1) // 2
         else:
             oh, ow = h // 2, w // 2
+        if not jt.flags.use_cuda:
+            return max_pool2x2(x, oh, ow)
         if (2 * oh, 2 * ow) != (h, w):  # PyTorch drops the last odd row / column (floor mode)
             x = x[:, :, :min(h, 2 * oh), :min(w, 2 * ow)]
         th, tw = 2 * oh + (oh == 1), 2 * ow + (ow == 1)

@@ -1,0 +1,63 @@
+"""The 2-thread CPU kernels give Jittor's own values and gradients bit for bit (or PyTorch's, for the pool)."""
+import numpy as np
+import pytest
+
+import dainet.jt  # noqa: F401  (configures Jittor before it loads)
+import jittor as jt
+from jittor import nn
+
+from dainet.models.kernels import max_pool2x2, replicate_pad, upsample_nearest2x
+
+
+def _value_and_grad(f, x: np.ndarray, up_seed: int = 7):
+    xv = jt.array(x)
+    y = f(xv)
+    up = np.random.default_rng(up_seed).standard_normal(y.shape).astype(np.float32)
+    g = jt.grad((y * jt.array(up)).sum(), xv)
+    return y.numpy(), g.numpy()
+
+
+@pytest.mark.parametrize("shape, pad", [((2, 3, 9, 7), 4), ((1, 2, 5, 6), 1), ((1, 1, 2, 3), 4), ((1, 4, 1, 1), 2)])
+def test_replicate_pad_equals_jittor_pad_bit_for_bit(shape, pad):
+    """Values and the summed edge gradients, with pads wider than the image (corners sum (2p+1)^2 pixels)."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = _value_and_grad(lambda v: replicate_pad(v, pad), x)
+    ref = _value_and_grad(lambda v: nn.pad(v, (pad,) * 4, mode="replicate"), x)
+    assert got[0].shape == (shape[0], shape[1], shape[2] + 2 * pad, shape[3] + 2 * pad)
+    np.testing.assert_array_equal(got[0], np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge"))
+    np.testing.assert_array_equal(got[1], ref[1])
+    # the corner pixel gathers every output pixel of its (pad+1) x (pad+1) corner block and the edge strips
+    assert got[1][0, 0, 0, 0] != 0.0
+
+
+@pytest.mark.parametrize("hw, out", [((8, 10), (4, 5)), ((7, 9), (4, 5)), ((7, 9), (3, 4)), ((2, 2), (1, 1)), ((1, 3), (1, 2))])
+def test_max_pool2x2_equals_jittor_pool_where_jittor_pools(hw, out):
+    """Against Jittor's own Pool on the windows it forms (-inf padded to whole windows)."""
+    h, w = hw
+    x = np.random.default_rng(2).integers(0, 3, size=(2, 3, h, w)).astype(np.float32)  # many ties
+    th, tw = 2 * out[0], 2 * out[1]
+
+    def jittor_pool(v):
+        v = v[:, :, :min(h, th), :min(w, tw)].reindex([2, 3, th + 1, tw + 1], ["i0", "i1", "i2", "i3"],
+                                                      overflow_value=-float("inf"))
+        return nn.Pool(2, stride=2, op="maximum")(v)
+
+    got = _value_and_grad(lambda v: max_pool2x2(v, *out), x)
+    ref = _value_and_grad(jittor_pool, x)
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool2x2_refuses_an_output_larger_than_its_windows():
+    with pytest.raises(ValueError, match="does not fit"):
+        max_pool2x2(jt.zeros((1, 1, 4, 4)), 3, 2)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 4, 1, 1), (3, 2, 8, 6)])
+def test_upsample_nearest2x_equals_jittor_upsample_bit_for_bit(shape):
+    """Each pixel to a 2x2 block; the gradient sums the block in Jittor's order, to the last bit."""
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    got = _value_and_grad(upsample_nearest2x, x)
+    ref = _value_and_grad(nn.Upsample(scale_factor=2, mode="nearest"), x)
+    np.testing.assert_array_equal(got[0], x.repeat(2, axis=2).repeat(2, axis=3))
+    np.testing.assert_array_equal(got[1], ref[1])
