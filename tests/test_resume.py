@@ -84,6 +84,26 @@ def test_resume_key_ignores_intervals_device_workers_and_the_total_unless_the_sc
     assert path_params({**cosine, "lr_final_fraction": 0.5}, 600) != path_params(cosine, 600)
 
 
+def test_the_resume_key_follows_the_code(tmp_path):
+    """A finished run of other code is not handed back as this code's result."""
+    from dainet.training.runstate import code_digest
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    (pkg / "notes.txt").write_text("not code")
+    key = code_digest(pkg)
+    assert code_digest(pkg) == key
+    (pkg / "notes.txt").write_text("still not code")
+    assert code_digest(pkg) == key
+    (pkg / "sub" / "b.py").write_text("y = 3\n")
+    assert code_digest(pkg) != key
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    (pkg / "sub" / "b.py").rename(pkg / "b.py")   # the same bytes elsewhere: other code
+    assert code_digest(pkg) != key
+    assert len(code_digest()) == 16   # the dainet package itself
+
+
 def test_logger_appends_and_a_resumed_log_equals_an_uninterrupted_one(tmp_path):
     from dainet.training.logging import TrainLogger
 

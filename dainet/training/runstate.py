@@ -1,8 +1,9 @@
 """A training run's resumable state: what identifies a run, where its state lives, who may
 write it, and how it is saved and resumed.
 
-- :func:`fingerprint` / :func:`path_params`: the run's key, from everything that decides the
-  optimisation path (params, input weights and lists, process count).
+- :func:`fingerprint` / :func:`path_params` / :func:`code_digest`: the run's key, from
+  everything that decides the optimisation path (params, input weights and lists, process
+  count, the package's code).
 - :class:`Checkpoints`: ``<root>/<fingerprint>/`` -- ``last.ckpt`` (resumable), ``prev.ckpt``,
   ``iter_<n>.ckpt``, ``best.ckpt``, ``history.jsonl``; resuming, corrupt files set aside,
   old runs pruned.
@@ -160,6 +161,20 @@ def file_digest(path: str | Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def code_digest(package: str | Path = Path(__file__).resolve().parents[1]) -> str:
+    """Hash of the source of every module of ``package`` (default: ``dainet``), by path.
+
+    Part of the run fingerprint: a run folder written by other code is not resumed (DVC
+    reruns `train` when its code changes; resuming the old code's finished run would hand
+    back the old result as the new one's).
+    """
+    package = Path(package)
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 

@@ -33,7 +33,8 @@ from dainet.params import Section
 from dainet.runtime import use_device
 from dainet.training.config import TrainConfig
 from dainet.training.loop import Batches, Run, fit
-from dainet.training.runstate import Checkpoints, LoopState, file_digest, fingerprint, path_params, shared_root
+from dainet.training.runstate import (Checkpoints, LoopState, code_digest, file_digest, fingerprint, path_params,
+                                      shared_root)
 from dainet.training.signals import StopSignals
 from dainet.training.step import StepLosses
 from dainet.training.ema import WeightAverage
@@ -172,7 +173,7 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     key = fingerprint(path_params(sec.to_dict(), total),
                       {s: params.section(s).to_dict() for s in FINGERPRINT_SECTIONS},
                       file_digest(init), file_digest(decomp) if cfg.reflectance else "",
-                      file_digest(train_list), file_digest(val_list), world)
+                      file_digest(train_list), file_digest(val_list), world, code_digest())
     ckpts = Checkpoints(shared_root(checkpoints), key)
     if is_main:
         if ckpts.root != Path(checkpoints):
