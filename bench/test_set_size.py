@@ -35,7 +35,7 @@ def cached(md5: str) -> Path:
     return CACHE / md5[:2] / md5[2:]
 
 
-def predictions_of(rev: str, stage: str = "predict_dark") -> dict:
+def predictions_of(rev: str, stage: str = "predict@dark") -> dict:
     """The dark predictions of the experiment commit ``rev``, read from DVC's cache."""
     lock = yaml.safe_load(git_file(rev, "dvc.lock"))
     out = lock["stages"][stage]["outs"][0]

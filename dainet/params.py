@@ -444,15 +444,44 @@ def missing_inputs(top: Section, made: list[str | Path]) -> list[str]:
     return found
 
 
-def pipeline_outputs(dvc_yaml: str | Path) -> list[str]:
-    """Every path a stage of the pipeline file ``dvc_yaml`` writes (outs, metrics, plots)."""
+_ITERATION = re.compile(r"\$\{\s*(key|item\.(\w+))\s*\}")
+
+
+def _substitute(node: Any, key: str, item: dict) -> Any:
+    """``${key}`` and ``${item.<field>}`` of one ``foreach`` iteration put into ``node``."""
+    if isinstance(node, str):
+        return _ITERATION.sub(lambda m: key if m.group(1) == "key" else str(item[m.group(2)]), node)
+    if isinstance(node, list):
+        return [_substitute(v, key, item) for v in node]
+    if isinstance(node, dict):
+        return {_substitute(k, key, item): _substitute(v, key, item) for k, v in node.items()}
+    return node
+
+
+def pipeline_stages(dvc_yaml: str | Path) -> dict[str, dict]:
+    """The stages of the pipeline file ``dvc_yaml`` by DVC's names, a ``foreach`` stage
+    ``s`` with items ``{a: {...}, b: {...}}`` as ``s@a`` and ``s@b`` (its ``${key}`` and
+    ``${item.<field>}`` filled in; other ``${...}`` left as written)."""
     dvc_yaml = Path(dvc_yaml)
     try:
         text = dvc_yaml.read_text()
     except OSError as exc:
         raise UserError(f"{dvc_yaml}: cannot read ({exc.strerror})") from None
-    stages = (parse_yaml(text, str(dvc_yaml)) or {}).get("stages", {})
-    return [o if isinstance(o, str) else next(iter(o)) for stage in stages.values()
+    out = {}
+    for name, stage in ((parse_yaml(text, str(dvc_yaml)) or {}).get("stages") or {}).items():
+        if "foreach" not in stage:
+            out[name] = stage
+            continue
+        if not isinstance(stage["foreach"], dict):
+            raise UserError(f"{dvc_yaml}: stage {name}: foreach must list its items by name")
+        for key, item in stage["foreach"].items():
+            out[f"{name}@{key}"] = _substitute(stage["do"], str(key), item if isinstance(item, dict) else {})
+    return out
+
+
+def pipeline_outputs(dvc_yaml: str | Path) -> list[str]:
+    """Every path a stage of the pipeline file ``dvc_yaml`` writes (outs, metrics, plots)."""
+    return [o if isinstance(o, str) else next(iter(o)) for stage in pipeline_stages(dvc_yaml).values()
             for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
 
 

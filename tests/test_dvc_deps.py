@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dainet.params import pipeline_stages
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "dainet"
 
 
 def stages() -> dict:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """By DVC's names: a ``foreach`` stage ``s`` as ``s@<key>``, one per item."""
+    return pipeline_stages(ROOT / "dvc.yaml")
 
 
 def stage_script(stage: dict) -> str:
@@ -199,13 +202,13 @@ def test_prediction_keys_do_not_retrain():
     # Every `model` key shapes the trained network (train fingerprints the whole section to
     # decide on resuming), so no `model` key is used by prediction alone. The converse:
     # the decomposition network's keys must not rerun prediction or pictures.
-    for name in ("predict_wider", "predict_dark", "visualize"):
+    for name in ("predict@wider", "predict@dark", "visualize"):
         keys = params_of(name)
         assert "model" not in keys and not [k for k in keys if k.startswith("model.decomp_")], (name, keys)
         assert not [k for k in keys if k.split(".")[0] in ("train", "train_decomp", "augment", "darkisp")]
     # the reliability limits of issue 12 rerun the stages that apply them
     assert "data.max_bad_images" in params_of("prepare")
-    for name in ("predict_wider", "predict_dark"):
+    for name in ("predict@wider", "predict@dark"):
         assert "predict.max_skipped_images" in params_of(name)
     for name in ("evaluate_wider", "evaluate_dark"):
         assert "evaluate.max_missing_predictions" in params_of(name)
@@ -245,3 +248,38 @@ def test_stage_script_names_the_dainet_function_it_calls(name):
         exported = {a.asname or a.name for n in body if isinstance(n, ast.ImportFrom) for a in n.names}
         assert func in defined | exported, f"{script.name}: {module} has no function {func}"
         assert func in used, f"{script.name}: names {module}.{func} but does not call it"
+
+
+# ---------------------------------------------------------------- foreach stages, as DVC reads them
+
+def test_foreach_stages_expand_by_key_and_item(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n"
+        "  a:\n    cmd: python -m stages.a\n    outs: [x]\n"
+        "  p:\n    foreach:\n      one:\n        src: ${data.root}/1\n        out: o1\n"
+        "      two:\n        src: s2\n        out: o2\n"
+        "    do:\n      cmd: python -m stages.p --in ${item.src} --m m_${key}.json\n"
+        "      deps:\n        - ${item.src}\n      outs:\n        - ${item.out}\n"
+        "      metrics:\n        - m_${key}.json:\n            cache: false\n")
+    got = pipeline_stages(tmp_path / "dvc.yaml")
+    assert list(got) == ["a", "p@one", "p@two"]
+    assert got["p@one"]["cmd"] == "python -m stages.p --in ${data.root}/1 --m m_one.json"
+    assert got["p@two"]["deps"] == ["s2"] and got["p@two"]["metrics"] == [{"m_two.json": {"cache": False}}]
+    from dainet.params import pipeline_outputs
+    assert pipeline_outputs(tmp_path / "dvc.yaml") == ["x", "o1", "m_one.json", "o2", "m_two.json"]
+
+
+def test_the_stages_read_here_are_the_stages_dvc_runs():
+    """Names, commands and outputs as DVC itself resolves dvc.yaml (params interpolated)."""
+    from dvc.repo import Repo
+    with Repo(str(ROOT)) as repo:
+        theirs = {s.addressing: s for s in repo.index.stages if s.path_in_repo == "dvc.yaml"}
+    ours = stages()
+    assert set(theirs) == set(ours)
+    for name, stage in ours.items():
+        if "${" not in stage["cmd"]:
+            assert " ".join(stage["cmd"].split()) == " ".join(theirs[name].cmd.split()), name
+        outs = [o if isinstance(o, str) else next(iter(o)) for k in ("outs", "metrics", "plots")
+                for o in stage.get(k, [])]
+        assert sorted(o for o in outs if "${" not in o) == sorted(
+            o.def_path for o in theirs[name].outs if "${" not in o.def_path), name

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 PIPELINE_TINY = {**TINY, "sample.n_train": 10, "sample.n_val": 4, "sample.n_dark": 4,
                  "train.max_iter": 2, "train.clean_warmup_iters": 1, "train.checkpoint_every": 1, "train.image_every": 1,
                  "train_decomp.iterations": 2}
-STAGES = {"check", "sample", "prepare", "convert_weights", "train_decomp", "train", "predict_wider", "predict_dark",
+STAGES = {"check", "sample", "prepare", "convert_weights", "train_decomp", "train", "predict@wider", "predict@dark",
           "evaluate_wider", "evaluate_dark", "visualize"}
 
 
@@ -133,7 +133,7 @@ def test_plots_show_writes_one_html_page(repo, first_repro):
 
 def test_predict_change_reruns_no_training(repo, first_repro):
     out = dvc(repo, "exp", "run", "-S", "predict.conf_thresh=0.1")
-    assert {"predict_wider", "predict_dark", "visualize"} <= ran(out)
+    assert {"predict@wider", "predict@dark", "visualize"} <= ran(out)
     assert not ran(out) & {"sample", "prepare", "convert_weights", "train_decomp", "train"}
     # the experiment is listed with its own param and metrics
     shown = json.loads(dvc(repo, "exp", "show", "--json", stdout_only=True))
