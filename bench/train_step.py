@@ -8,10 +8,15 @@ each in a fresh process; then a per-part breakdown (parts synchronised one by on
 so their sum is a little above the fused step).
 
     python bench/train_step.py [--size 320] [--width 1.0] [--batches 1 4] [--steps 3] [--no-off] [--malloc-default]
+    python bench/train_step.py --against REV [--rounds 3] [--profile params/wider.yaml --width 0] [--batches 1]
 
-``--width 0 --size 128 --batches 4`` is the sample profile's own step (params.yaml).
+``--width 0 --size 128 --batches 4`` is the sample profile's own step (params.yaml);
+``--profile params/wider.yaml --width 0 --batches 1`` the paper network's.
 ``--malloc-default`` also times each step with glibc's allocator at its defaults
 (dainet.runtime.keep_freed_memory otherwise keeps freed memory), as a ratio.
+``--against REV`` times this checkout's step against git revision REV's (a temporary
+worktree, same data and params file) in alternating fresh processes, round after round,
+and prints the median ratio this/REV: a before/after figure from one run.
 
 Against the published PyTorch code, in one run: bench/versus.py.
 """
@@ -130,17 +135,39 @@ print(json.dumps({"mkl": jt.compile_extern.mkl_ops is not None, **med}))
 """
 
 
-def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64, profile="params.yaml", env=None, top=0):
+def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64, profile="params.yaml", env=None, top=0,
+          cwd=None):
     """One child process: the port's step on ``profile`` (a params file of the repository) at
-    this size and batch; ``width`` 0 keeps the profile's network. Median seconds as a dict."""
+    this size and batch; ``width`` 0 keeps the profile's network. Median seconds as a dict.
+    ``cwd``: the checkout whose ``dainet`` runs (default: the current directory)."""
     env = dict(os.environ if env is None else env, use_mkl="1" if use_mkl else "0")
     out = subprocess.run([sys.executable, "-c", CHILD, str(width), str(size), str(batch), str(steps),
                           "1" if parts else "0", os.path.join(tmpdir, f"p{batch}{use_mkl}{parts}.yaml"), str(decomp),
                           profile, str(top)],
-                         env=env, capture_output=True, text=True)
+                         env=env, capture_output=True, text=True, cwd=cwd)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def against(rev: str, args, tmp: str) -> None:
+    """This checkout's step against revision ``rev``'s, alternating, ``args.rounds`` rounds."""
+    import statistics
+    tree = os.path.join(tmp, "rev")
+    rev = subprocess.run(["git", "rev-parse", "--short", rev], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    subprocess.run(["git", "worktree", "add", "--detach", tree, rev], check=True, capture_output=True)
+    try:
+        for batch in args.batches:
+            ratios = []
+            for r in range(args.rounds):
+                new, old = (child(args.width, args.size, batch, args.steps, False, True, tmp, args.decomp_channels,
+                                  profile=args.profile, cwd=cwd)["total"] for cwd in (None, tree))
+                ratios.append(new / old)
+                print(f"  batch {batch} round {r + 1}: this {new:.3f} s, {rev} {old:.3f} s: {new / old:.3f}", flush=True)
+            print(f"batch {batch}: this/{rev} (median of rounds) {statistics.median(ratios):.3f}")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", tree], capture_output=True)
 
 
 def main() -> None:
@@ -154,20 +181,27 @@ def main() -> None:
     ap.add_argument("--no-off", action="store_true", help="skip the (slow) runs without oneDNN")
     ap.add_argument("--malloc-default", action="store_true",
                     help="also time each step with glibc's allocator at its defaults")
+    ap.add_argument("--profile", default="params.yaml", help="params file (params/wider.yaml: the paper network)")
+    ap.add_argument("--against", metavar="REV", help="time this checkout against git revision REV instead")
+    ap.add_argument("--rounds", type=int, default=3, help="with --against: alternating rounds")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.against:
+            print(f"DAI-Net training step, {args.profile}, {args.size}x{args.size}, width {args.width or 'of the profile'}, "
+                  f"CPU, median of {args.steps} after warm-up, this checkout against a worktree of {args.against}")
+            return against(args.against, args, tmp)
         print(f"DAI-Net training step, {args.size}x{args.size}, width {args.width}, CPU, "
               f"median of {args.steps} after warm-up")
         for batch in args.batches:
             for mkl in ([True] if args.no_off else [True, False]):
-                r = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels)
+                r = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels, args.profile)
                 line = f"  batch {batch}  oneDNN {'on ' if mkl else 'off'}: {r['total']:.2f} s/step"
                 if args.malloc_default:
-                    d = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels,
+                    d = child(args.width, args.size, batch, args.steps, False, mkl, tmp, args.decomp_channels, args.profile,
                               env=dict(os.environ, **MALLOC_DEFAULT))
                     line += f"; glibc-default malloc {d['total']:.2f} s/step ({d['total'] / r['total']:.2f}x)"
                 print(line + ("" if r["mkl"] == mkl else "  (oneDNN unavailable)"))
-        r = child(args.width, args.size, args.batches[0], args.steps, True, True, tmp, args.decomp_channels)
+        r = child(args.width, args.size, args.batches[0], args.steps, True, True, tmp, args.decomp_channels, args.profile)
         parts = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("mkl", "total"))
         print(f"  breakdown, batch {args.batches[0]}, oneDNN on (s): {parts}; sum {r['total']:.2f}")
 
