@@ -16,8 +16,9 @@ without a counted face). The resamples depend on the seed and the number of imag
 `python -m dainet compare` pairs two runs' replicates over the same images.
 Params: evaluate.iou_thresh, evaluate.thresholds, evaluate.bootstrap, evaluate.bootstrap_seed,
 evaluate.max_missing_predictions (more images without a prediction file fail the
-stage: the scheme would score them as images without detections) and, optional,
-evaluate.darkface_xyxy_as_xywh (default false: see dainet.evaluation.darkface).
+stage: the scheme would score them as images without detections) and
+evaluate.darkface_xyxy_as_xywh (false: see dainet.evaluation.darkface); read as
+:class:`dainet.evaluation.common.EvaluateConfig`.
 
 Calls :func:`dainet.evaluation.evaluate_wider` or :func:`dainet.evaluation.evaluate_darkface`.
 """
@@ -61,17 +62,12 @@ def check_missing(missing: list, n_images: int, max_missing: int, describe) -> N
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    p = load_params(args.params).section("evaluate")
-    iou_thresh = p.float("iou_thresh")
-    n_thresholds = p.int("thresholds")
-    max_missing = p.int("max_missing_predictions")
-    xyxy_as_xywh = p.bool("darkface_xyxy_as_xywh", False)
-    bootstrap, boot_seed = p.int("bootstrap"), p.int("bootstrap_seed")
-    # after the params: a bad key fails before numpy / scipy load
     from dainet.evaluation import (evaluate_darkface, evaluate_wider, load_wider_ground_truth,
                                    missing_predictions, read_darkface_labels, read_darkface_predictions,
                                    read_wider_predictions, write_curve_csv)
-    from dainet.evaluation.common import write_csv
+    from dainet.evaluation.common import EvaluateConfig, write_csv
+    cfg = load_params(args.params).section("evaluate").load(EvaluateConfig)
+    max_missing, bootstrap = cfg.max_missing_predictions, cfg.bootstrap
     from dainet.utils.fileio import write_json
 
     pred_dir = Path(args.pred)
@@ -80,15 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         predictions = read_wider_predictions(pred_dir)
         missing = missing_predictions(predictions, gt.images)
         check_missing(missing, len(gt.images), max_missing, lambda k: pred_dir / k[0] / f"{k[1]}.txt")
-        results = evaluate_wider(predictions, gt, iou_thresh, n_thresholds, bootstrap, boot_seed)
+        results = evaluate_wider(predictions, gt, cfg.iou_thresh, cfg.thresholds, bootstrap, cfg.bootstrap_seed)
         curves = {f"pr_wider_{setting}": r.curve for setting, r in results.items()}
     else:
         labels = read_darkface_labels(args.labels)
         predictions = read_darkface_predictions(pred_dir)
         missing = missing_predictions(predictions, sorted(labels))
         check_missing(missing, len(labels), max_missing, lambda stem: pred_dir / f"{stem}.txt")
-        results = {"ap": evaluate_darkface(predictions, labels, iou_thresh, n_thresholds, xyxy_as_xywh=xyxy_as_xywh,
-                                           bootstrap=bootstrap, seed=boot_seed)}
+        results = {"ap": evaluate_darkface(predictions, labels, cfg.iou_thresh, cfg.thresholds,
+                                           xyxy_as_xywh=cfg.darkface_xyxy_as_xywh, bootstrap=bootstrap,
+                                           seed=cfg.bootstrap_seed)}
         curves = {"pr_darkface": results["ap"].curve}
     metrics = {name: r.ap for name, r in results.items()}
     for name, r in results.items():

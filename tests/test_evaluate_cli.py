@@ -23,7 +23,7 @@ evaluate_main = stage_main("evaluate")
 def params(tmp_path) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text("evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: 0\n"
-                    "  bootstrap: 0\n  bootstrap_seed: 0\n")
+                    "  bootstrap: 0\n  bootstrap_seed: 0\n  darkface_xyxy_as_xywh: false\n")
     return path
 
 
@@ -147,7 +147,7 @@ def test_bad_input_exits_2_naming_file_and_line(tmp_path, params, capsys):
 
 def _limit(params: Path, n: int) -> Path:
     params.write_text(f"evaluate:\n  iou_thresh: 0.5\n  thresholds: 1000\n  max_missing_predictions: {n}\n"
-                      "  bootstrap: 0\n  bootstrap_seed: 0\n")
+                      "  bootstrap: 0\n  bootstrap_seed: 0\n  darkface_xyxy_as_xywh: false\n")
     return params
 
 

@@ -42,6 +42,24 @@ from dainet.errors import UserError
 from dainet.utils.fileio import write_text
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Params ``evaluate`` (each key's rule in :data:`dainet.schema.SCHEMA`).
+
+    ``iou_thresh``: a detection's match; ``thresholds``: score thresholds of the PR curve;
+    ``darkface_xyxy_as_xywh``: the Octave tool's reading of DARK FACE boxes
+    (:mod:`dainet.evaluation.darkface`); ``max_missing_predictions``: evaluated images
+    without a prediction file tolerated; ``bootstrap`` / ``bootstrap_seed``: resamples of
+    the images for each AP's interval (0: none).
+    """
+    iou_thresh: float
+    thresholds: int
+    darkface_xyxy_as_xywh: bool
+    max_missing_predictions: int
+    bootstrap: int
+    bootstrap_seed: int
+
+
 class ScoreNormalisationWarning(UserWarning):
     """All prediction scores are equal: min-max normalisation is undefined."""
 
