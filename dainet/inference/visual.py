@@ -11,6 +11,7 @@ names the colours and counts.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -227,6 +228,17 @@ def feature_grid(fmap_chw: np.ndarray, n_channels: int = 16, min_tile: int = 64,
 
 # ---------------------------------------------------------------------------- the stage
 
+@dataclass(frozen=True)
+class VisualizeConfig:
+    """Params ``visualize`` (each key's rule in :data:`dainet.schema.SCHEMA`): pictures of the
+    first ``n_images`` of each list, boxes above ``score_thresh``, and ``feature_channels``
+    channels of each of the ``feature_layers``."""
+    n_images: int
+    score_thresh: float
+    feature_layers: list[str]
+    feature_channels: int
+
+
 def visualize(params, weights, clean_list, dark_list, out) -> dict:
     """The `visualize` stage (stages/visualize.py calls it): the PNGs of its docstring
     below ``out`` from the checkpoint ``weights``; returns a summary for the stage's line
@@ -243,10 +255,8 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
     from dainet.inference.predictor import detector_from_params, feature_maps, reflectance
     from dainet.utils.fileio import write_image
 
-    vis = params.section("visualize")
-    n_images, score_thresh = vis.int("n_images"), vis.float("score_thresh")
-    layers = vis.list("feature_layers", str)
-    n_channels = vis.int("feature_channels")
+    vis = params.section("visualize").load(VisualizeConfig)
+    n_images, score_thresh, layers = vis.n_images, vis.score_thresh, vis.feature_layers
     # the predict stage's own test (multi-scale unless predict.single_scale): the pictures
     # show the boxes that were evaluated
     cfg = params.section("predict").load(MultiScaleConfig)
@@ -268,6 +278,6 @@ def visualize(params, weights, clean_list, dark_list, out) -> dict:
 
     first_dark = read_image(dark[0].image).astype(np.float32) / 255.0
     for name, fmap in feature_maps(net, first_dark, layers).items():
-        write_image(out / f"features_{name}.png", feature_grid(fmap, n_channels))
+        write_image(out / f"features_{name}.png", feature_grid(fmap, vis.feature_channels))
     return {"method": method, "device": device, "clean": len(clean), "dark": len(dark),
             "feature_grids": len(layers), "reflectance": bool(net.reflectance)}
