@@ -17,8 +17,9 @@ project's), on a checkout of ZPDu/DAI-Net, through bench/reference_step.py:
 ``--pinned`` adds the port with oneDNN also capped at AVX2 (the runtime pins only Jittor's own
 kernels to x86-64-v3), to measure what that cap costs, and ``--native`` the port with Jittor's
 kernels unpinned (-march=native), to measure what the runtime's pinning costs
-(docs/numerics.md). ``--malloc-default`` adds the port with glibc's allocator left at its defaults (the runtime otherwise keeps freed
-memory, dainet.runtime.keep_freed_memory), to measure what that setting gains (docs/speed.md).
+(docs/numerics.md). ``--malloc-default`` adds the port with glibc's allocator left at its
+defaults (the runtime otherwise keeps freed memory, dainet.runtime.keep_freed_memory), to
+measure what that setting gains (docs/speed.md).
 """
 from __future__ import annotations
 
