@@ -154,8 +154,11 @@ def against(rev: str, args, tmp: str) -> None:
     """This checkout's step against revision ``rev``'s, alternating, ``args.rounds`` rounds."""
     import statistics
     tree = os.path.join(tmp, "rev")
-    rev = subprocess.run(["git", "rev-parse", "--short", rev], check=True, capture_output=True,
-                         text=True).stdout.strip()
+    found = subprocess.run(["git", "rev-parse", "--short", "--verify", f"{rev}^{{commit}}"], capture_output=True,
+                           text=True)
+    if found.returncode:
+        raise SystemExit(f"--against {rev}: not a git revision of this repository")
+    rev = found.stdout.strip()
     subprocess.run(["git", "worktree", "add", "--detach", tree, rev], check=True, capture_output=True)
     try:
         for batch in args.batches:
