@@ -47,7 +47,7 @@ def child(args) -> dict:
                                          base=args.params))
     method = args.methods[0]
     net, opt, step = seeded_step(params, method=method, dsfd_input="dark")
-    clip = params.section("train").float("clip_grad_norm")
+    clip = params.section("train").value("clip_grad_norm", float)
     rng = np.random.default_rng(0)
     light = rng.random((args.batch, 3, args.size, args.size), dtype=np.float32)
     targets = np.array([[[0.1, 0.1, 0.3, 0.3, 1], [0.5, 0.5, 0.9, 0.8, 1]]] * args.batch, np.float32)

@@ -53,7 +53,7 @@ def main() -> int:
     ap.add_argument("--labels", default="data/sample/darkface/label")
     args = ap.parse_args()
     ev = load_params("params.yaml").section("evaluate")
-    boot, seed = ev.int("bootstrap"), ev.int("bootstrap_seed")
+    boot, seed = ev.value("bootstrap", int), ev.value("bootstrap_seed", int)
     cmd = [str(Path(sys.executable).parent / "dvc"), "exp", "show", "--json"] + (["--rev", args.rev] if args.rev else [])
     runs, _ = runs_from_exp_show(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
     labels = read_darkface_labels(args.labels)

@@ -3,7 +3,7 @@
 Each stage reads its own section::
 
     p = load_params("params.yaml")
-    lr = p.section("train").float("lr")
+    lr = p.section("train").value("lr", float)
 
 A missing key or a value of the wrong type raises :class:`ParamError`
 ("params.yaml: train.lr: expected a number, got 'abc'"), never a deep KeyError.
@@ -42,8 +42,6 @@ from dainet.errors import UserError
 class ParamError(UserError):
     """A params key is missing or has the wrong type."""
 
-
-_MISSING = object()
 
 
 class _Mismatch(Exception):
@@ -93,12 +91,11 @@ class Section:
     def _fail(self, key: str, what: str, val: Any):
         raise ParamError(f"{self.source}: {self._name(key)}: expected {what}, got {val!r}")
 
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
+    def raw(self, key: str) -> Any:
+        """The value as the file holds it (unchecked: :meth:`value` checks and converts)."""
         self.reads.add(self._name(key))
         if key not in self._data:
-            if default is _MISSING:
-                raise ParamError(f"{self.source}: missing key '{self._name(key)}'")
-            return default
+            raise ParamError(f"{self.source}: missing key '{self._name(key)}'")
         return self._data[key]
 
     def __contains__(self, key: str) -> bool:
@@ -117,64 +114,6 @@ class Section:
         if key not in self._data:
             raise ParamError(f"{self.source}: missing key '{self._name(key)}'")
         return Section(self._data[key], self._name(key), self.source, self.reads)
-
-    def int(self, key: str, default: Any = _MISSING) -> int:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, int):
-            self._fail(key, "an integer", v)
-        return v
-
-    def float(self, key: str, default: Any = _MISSING) -> float:
-        v = self.raw(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self._fail(key, "a number", v)
-        return float(v)
-
-    def bool(self, key: str, default: Any = _MISSING) -> bool:
-        v = self.raw(key, default)
-        if not isinstance(v, bool):
-            self._fail(key, "true or false", v)
-        return v
-
-    def str(self, key: str, default: Any = _MISSING) -> str:
-        v = self.raw(key, default)
-        if v is None:
-            return ""
-        if not isinstance(v, str):
-            self._fail(key, "a string", v)
-        return v
-
-    def choice(self, key: str, choices, default: Any = _MISSING) -> str:
-        v = self.str(key, default)
-        if v not in choices:
-            self._fail(key, "one of " + "|".join(choices), v)
-        return v
-
-    def list(self, key: str, of=float, length: int | None = None, default: Any = _MISSING) -> list:
-        """A list whose items are ``of`` (int, float, str or ``None`` for any)."""
-        v = self.raw(key, default)
-        if not isinstance(v, list) or (length is not None and len(v) != length):
-            self._fail(key, f"a list of {length or 'any number of'} items", v)
-        if of is None:
-            return list(v)
-        out = []
-        for item in v:
-            if of is float and isinstance(item, (int, float)) and not isinstance(item, bool):
-                out.append(float(item))
-            elif of is int and isinstance(item, int) and not isinstance(item, bool):
-                out.append(item)
-            elif of is str and isinstance(item, str):
-                out.append(item)
-            else:
-                self._fail(key, f"a list of {of.__name__}", v)
-        return out
-
-    def range(self, key: str, default: Any = _MISSING) -> tuple[float, float]:
-        """A ``[low, high]`` pair with low <= high."""
-        lo, hi = self.list(key, float, 2, default)
-        if lo > hi:
-            self._fail(key, "[low, high] with low <= high", [lo, hi])
-        return lo, hi
 
     # -- the generic loader ----------------------------------------------------------
     def load(self, cls, **given):
@@ -435,7 +374,7 @@ def missing_inputs(top: Section, made: list[str | Path]) -> list[str]:
     found = []
     for dotted in INPUT_KEYS:
         section, _, key = dotted.rpartition(".")
-        value = top.section(section).str(key)
+        value = top.section(section).value(key, str)
         if not value or Path(value).exists():
             continue
         if any(m == Path(value) or m in Path(value).parents for m in made):
@@ -444,24 +383,52 @@ def missing_inputs(top: Section, made: list[str | Path]) -> list[str]:
     return found
 
 
-_ITERATION = re.compile(r"\$\{\s*(key|item\.(\w+))\s*\}")
+_ITERATION = re.compile(r"\$\{\s*(key|item)(?:\.(\w+))?\s*\}")
 
 
-def _substitute(node: Any, key: str, item: dict) -> Any:
-    """``${key}`` and ``${item.<field>}`` of one ``foreach`` iteration put into ``node``."""
+def _as_text(value: Any) -> str:
+    """A value as DVC writes it into a string (booleans as true / false)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _iterations(name: str, foreach: Any, where: str) -> dict[str, tuple[dict, Any]]:
+    """DVC's names of a ``foreach`` stage's iterations: a mapping's keys; a list's items (when
+    every item is a scalar) or positions; each with what ``${key}`` / ``${item}`` stand for."""
+    if isinstance(foreach, dict):
+        return {_as_text(k): ({"key": _as_text(k)}, v) for k, v in foreach.items()}
+    if isinstance(foreach, list):
+        if any(isinstance(v, (dict, list)) for v in foreach):
+            return {str(i): ({}, v) for i, v in enumerate(foreach)}
+        return {_as_text(v): ({}, v) for v in foreach}
+    raise UserError(f"{where}: stage {name}: foreach must be a mapping or a list (a ${{...}} reference "
+                    "to params is not read here)")
+
+
+def _substitute(node: Any, names: dict, item: Any, where: str) -> Any:
+    """``${key}``, ``${item}`` and ``${item.<field>}`` of one iteration put into ``node``."""
+    def one(m: re.Match) -> str:
+        if m.group(1) == "key" and m.group(2) is None and "key" in names:
+            return names["key"]
+        if m.group(1) == "item" and m.group(2) is None:
+            return _as_text(item)
+        if m.group(1) == "item" and isinstance(item, dict) and m.group(2) in item:
+            return _as_text(item[m.group(2)])
+        raise UserError(f"{where}: {m.group(0)} has no value in this iteration")
+
     if isinstance(node, str):
-        return _ITERATION.sub(lambda m: key if m.group(1) == "key" else str(item[m.group(2)]), node)
+        return _ITERATION.sub(one, node)
     if isinstance(node, list):
-        return [_substitute(v, key, item) for v in node]
+        return [_substitute(v, names, item, where) for v in node]
     if isinstance(node, dict):
-        return {_substitute(k, key, item): _substitute(v, key, item) for k, v in node.items()}
+        return {_substitute(k, names, item, where): _substitute(v, names, item, where) for k, v in node.items()}
     return node
 
 
 def pipeline_stages(dvc_yaml: str | Path) -> dict[str, dict]:
-    """The stages of the pipeline file ``dvc_yaml`` by DVC's names, a ``foreach`` stage
-    ``s`` with items ``{a: {...}, b: {...}}`` as ``s@a`` and ``s@b`` (its ``${key}`` and
-    ``${item.<field>}`` filled in; other ``${...}`` left as written)."""
+    """The stages of the pipeline file ``dvc_yaml`` by DVC's names: a ``foreach`` stage ``s``
+    as one stage per iteration, ``s@<key>`` (a mapping's keys, a list's scalar items, else
+    its positions), its ``${key}``, ``${item}`` and ``${item.<field>}`` filled in; other
+    ``${...}`` (params) left as written. ``matrix`` stages are refused."""
     dvc_yaml = Path(dvc_yaml)
     try:
         text = dvc_yaml.read_text()
@@ -469,13 +436,17 @@ def pipeline_stages(dvc_yaml: str | Path) -> dict[str, dict]:
         raise UserError(f"{dvc_yaml}: cannot read ({exc.strerror})") from None
     out = {}
     for name, stage in ((parse_yaml(text, str(dvc_yaml)) or {}).get("stages") or {}).items():
+        if not isinstance(stage, dict):
+            raise UserError(f"{dvc_yaml}: stage {name}: expected a mapping, got {stage!r}")
+        if "matrix" in stage:
+            raise UserError(f"{dvc_yaml}: stage {name}: matrix stages are not read here; write a foreach")
         if "foreach" not in stage:
             out[name] = stage
             continue
-        if not isinstance(stage["foreach"], dict):
-            raise UserError(f"{dvc_yaml}: stage {name}: foreach must list its items by name")
-        for key, item in stage["foreach"].items():
-            out[f"{name}@{key}"] = _substitute(stage["do"], str(key), item if isinstance(item, dict) else {})
+        if "do" not in stage:
+            raise UserError(f"{dvc_yaml}: stage {name}: foreach without do")
+        for key, (names, item) in _iterations(name, stage["foreach"], str(dvc_yaml)).items():
+            out[f"{name}@{key}"] = _substitute(stage["do"], names, item, f"{dvc_yaml}: stage {name}@{key}")
     return out
 
 

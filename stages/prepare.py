@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     p = load_params(args.params).section("data")
-    max_missing, max_bad = p.int("max_missing_images"), p.int("max_bad_images")
+    roots = {key: getattr(args, key) or p.value(key, str) for key in ("wider_root", "darkface_root", "train_list")}
+    max_missing, max_bad = p.value("max_missing_images", int), p.value("max_bad_images", int)
     # after the params: a bad key fails before numpy, Pillow and the data modules load
     from tqdm import tqdm
 
@@ -45,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return tqdm(it, total=total, desc=f"prepare: check {split} images", unit="img", dynamic_ncols=True)
 
     splits = prepare_lists(
-        wider_root=args.wider_root or p.str("wider_root"),
-        darkface_root=args.darkface_root or p.str("darkface_root"),
-        out=args.out,
-        train_list=args.train_list or p.str("train_list"),
-        max_missing_images=max_missing, max_bad_images=max_bad, progress=progress)
+        **roots, out=args.out, max_missing_images=max_missing, max_bad_images=max_bad, progress=progress)
     m = metrics(splits)
     write_json(args.metrics, m)
     print("prepare: " + ", ".join(f"{n}.txt {s.stats.images} images / {s.stats.faces} faces"

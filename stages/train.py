@@ -46,12 +46,12 @@ def main(argv=None) -> int:
 
     params = load_params(args.params)
     section = params.section("train")
-    processes = section.int("processes")
+    processes = section.value("processes", int)
     from dainet.training import launch
     if processes > 1 and not launch.inside_mpi():
         from dainet.runtime import configure
-        hostfile = section.str("mpi_hostfile")
-        launch.check_devices(processes, hostfile, section.str("device"), int(configure().facts.get("gpus", 0)))
+        hostfile = section.value("mpi_hostfile", str)
+        launch.check_devices(processes, hostfile, section.value("device", str), int(configure().facts.get("gpus", 0)))
         cmd = launch.mpirun_command(processes, hostfile, list(sys.argv[1:] if argv is None else argv),
                                     "stages.train", str(Path(__file__).resolve().parents[1]),
                                     as_root=os.geteuid() == 0)

@@ -41,7 +41,7 @@ def run(params, method: str, device: str, steps: int, light, targets) -> dict:
     jt.flags.use_cuda = int(device == "cuda")
     net, opt, step = seeded_step(params, method=method)
     names = {id(p): n for n, p in net.named_parameters()}
-    clip = params.section("train").float("clip_grad_norm")
+    clip = params.section("train").value("clip_grad_norm", float)
     losses, grads = [], {}
     for i in range(steps):
         terms, _ = step(jt.array(light), jt.array(targets), np.random.default_rng([0, i]))

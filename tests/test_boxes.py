@@ -241,7 +241,7 @@ def test_prior_spec_for_shot_gives_the_spec_priors_bit_for_bit(tmp_path, shot, c
     spec = PriorSpec.for_shot(p.section("priors"), model, shot)
     assert both_shots(p.section("priors"), model)[shot - 1] == spec
     pr = p.section("priors")
-    expected = _reference_priors(hw, pr.list("steps", int), pr.list(f"sizes_shot{shot}", int), clip)
+    expected = _reference_priors(hw, pr.value("steps", list[int]), pr.value(f"sizes_shot{shot}", list[int]), clip)
     got = spec.priors(hw)
     assert got.dtype == np.float32 and got.tobytes() == expected.tobytes()
 

@@ -16,10 +16,9 @@ import yaml
 
 from dainet.errors import UserError
 from dainet.models import build_decomposer, build_model, init_weights
-from dainet.params import Section
 from dainet.weights import WeightError, load_checkpoint, load_into, read_pth
-from dainet.weights.convert import (convert_backbone, convert_model, convert_state, fit_to_reference,
-                                    require_published_width, source_from_params)
+from dainet.weights.convert import (ConvertConfig, convert_backbone, convert_model, convert_state, fit_to_reference,
+                                    require_published_width)
 
 import torch_writer
 from conftest import stage_main
@@ -222,14 +221,15 @@ def test_require_published_width():
         require_published_width(0.25, "p.yaml: model.width", "a.pth")
 
 
-def test_source_from_params():
-    def section(**kw):
-        return Section({"seed": 0, "vgg_src": "", "resnet_src": "", "dainet_src": "", **kw}, "convert", "p.yaml")
-    assert source_from_params(section()) == ("init", "")
-    assert source_from_params(section(vgg_src="v.pth")) == ("vgg", "v.pth")
-    assert source_from_params(section(resnet_src="r.pth")) == ("resnet", "r.pth")
-    assert source_from_params(section(resnet_src="r.pth", dainet_src="d.pth")) == ("dainet", "d.pth")
-    assert source_from_params(section(vgg_src="v.pth", dainet_src="d.pth")) == ("dainet", "d.pth")
+def test_convert_config_source():
+    def cfg(**kw):
+        return ConvertConfig(**{"seed": 0, "backbone_init": "kaiming", "neck_init": "kaiming",
+                                "zero_init_residual": False, "vgg_src": "", "resnet_src": "", "dainet_src": "", **kw})
+    assert cfg().source() == ("init", "")
+    assert cfg(vgg_src="v.pth").source() == ("vgg", "v.pth")
+    assert cfg(resnet_src="r.pth").source() == ("resnet", "r.pth")
+    assert cfg(resnet_src="r.pth", dainet_src="d.pth").source() == ("dainet", "d.pth")
+    assert cfg(vgg_src="v.pth", dainet_src="d.pth").source() == ("dainet", "d.pth")
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dainet.errors import UserError
 from dainet.params import pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,6 +268,49 @@ def test_foreach_stages_expand_by_key_and_item(tmp_path):
     assert got["p@two"]["deps"] == ["s2"] and got["p@two"]["metrics"] == [{"m_two.json": {"cache": False}}]
     from dainet.params import pipeline_outputs
     assert pipeline_outputs(tmp_path / "dvc.yaml") == ["x", "o1", "m_one.json", "o2", "m_two.json"]
+
+
+LIST_FOREACH = (
+    "stages:\n"
+    "  s:\n    foreach: [us, 7, true]\n"
+    "    do:\n      cmd: python -m stages.s --region ${item}\n      outs:\n        - out_${item}.txt\n"
+    "  m:\n    foreach:\n      - {src: a.txt, n: 1}\n      - {src: b.txt, n: 2}\n"
+    "    do:\n      cmd: python -m stages.m ${item.src} --n ${item.n}\n      outs:\n        - m_${item.n}.txt\n"
+    "  k:\n    foreach:\n      one: {src: c.txt}\n"
+    "    do:\n      cmd: python -m stages.k ${key} ${item.src}\n      outs:\n        - k_${key}.txt\n")
+
+
+def test_list_foreach_stages_are_named_and_filled_as_dvc_does(tmp_path):
+    """Scalar lists by their items, lists of mappings by position, mappings by key: compared
+    with DVC's own resolution of the same file."""
+    from dvc.repo import Repo
+    (tmp_path / "dvc.yaml").write_text(LIST_FOREACH)
+    ours = pipeline_stages(tmp_path / "dvc.yaml")
+    assert list(ours) == ["s@us", "s@7", "s@true", "m@0", "m@1", "k@one"]
+    assert ours["s@true"]["cmd"] == "python -m stages.s --region true"
+    assert ours["m@1"]["cmd"] == "python -m stages.m b.txt --n 2" and ours["m@1"]["outs"] == ["m_2.txt"]
+    Repo.init(str(tmp_path), no_scm=True)
+    with Repo(str(tmp_path)) as repo:
+        theirs = {s.name: s for s in repo.index.stages}
+    assert set(theirs) == set(ours)
+    for name, stage in ours.items():
+        assert stage["cmd"] == theirs[name].cmd, name
+        assert stage["outs"] == [o.def_path for o in theirs[name].outs], name
+
+
+@pytest.mark.parametrize("stage,message", [
+    ("  p:\n    foreach: [a, b]\n    cmd: echo\n", r"stage p: foreach without do$"),
+    ("  p:\n    foreach: [a, b]\n    do:\n      cmd: echo ${item.src}\n",
+     r"stage p@a: \$\{item.src\} has no value in this iteration$"),
+    ("  p:\n    foreach: [a]\n    do:\n      cmd: echo ${key}\n", r"stage p@a: \$\{key\} has no value"),
+    ("  p:\n    foreach: ${lists}\n    do:\n      cmd: echo\n", r"stage p: foreach must be a mapping or a list"),
+    ("  p:\n    matrix:\n      a: [1, 2]\n    cmd: echo ${item.a}\n", r"stage p: matrix stages are not read"),
+    ("  p: echo\n", r"stage p: expected a mapping"),
+])
+def test_a_foreach_stage_that_cannot_be_read_is_a_one_line_error(tmp_path, stage, message):
+    (tmp_path / "dvc.yaml").write_text("stages:\n" + stage)
+    with pytest.raises(UserError, match=r"^" + re.escape(str(tmp_path / "dvc.yaml")) + ": " + message):
+        pipeline_stages(tmp_path / "dvc.yaml")
 
 
 def test_the_stages_read_here_are_the_stages_dvc_runs():

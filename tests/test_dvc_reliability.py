@@ -78,12 +78,12 @@ def test_a_params_file_made_unreadable_under_a_stage_fails_it(tmp_path, capsys):
     assert "changed while this stage ran and is no longer readable" in capsys.readouterr().err
 
 
-def test_reads_are_recorded_through_typed_getters_loaders_and_sub_sections(tmp_path):
+def test_reads_are_recorded_through_values_loaders_and_sub_sections(tmp_path):
     path = write_params(tmp_path / "params.yaml")
     from dainet.inference.multiscale import MultiScaleConfig
     p = load_params(path)
     p.section("predict").load(MultiScaleConfig)
-    p.section("sample").section("dark").range("gamma")
+    p.section("sample").section("dark").value("gamma", tuple[float, float])
     assert {"predict.conf_thresh", "predict.vote_iou", "sample.dark.gamma"} <= p.reads
     assert "sample" not in p.reads and "sample.dark" not in p.reads   # walking down reads nothing
     params_mod.forget_loaded()

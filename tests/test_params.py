@@ -23,17 +23,20 @@ def test_missing_key_names_file_and_key(tmp_path):
     p.write_text("train:\n  lr: 0.1\n")
     sec = load_params(p).section("train")
     with pytest.raises(ParamError, match=r"params.yaml: missing key 'train.momentum'"):
-        sec.float("momentum")
+        sec.value("momentum", float)
 
 
 def test_wrong_type_names_key_and_value():
-    sec = Section({"lr": "fast", "steps": [1, "two"], "flag": 1}, "train", "params.yaml")
-    with pytest.raises(ParamError, match=r"train.lr: expected a number, got 'fast'"):
-        sec.float("lr")
-    with pytest.raises(ParamError, match=r"train.steps: expected a list of int"):
-        sec.list("steps", int)
-    with pytest.raises(ParamError, match=r"train.flag: expected true or false"):
-        sec.bool("flag")
+    """Keys without a schema rule are checked by the annotation, keys with one by the rule."""
+    sec = Section({"speed": "fast", "steps": [1, "two"], "flag": 1, "lr": "fast"}, "train", "params.yaml")
+    with pytest.raises(ParamError, match=r"^params.yaml: train.speed: expected a number, got 'fast'$"):
+        sec.value("speed", float)
+    with pytest.raises(ParamError, match=r"^params.yaml: train.steps: expected a list of integers, got \[1, 'two'\]$"):
+        sec.value("steps", list[int])
+    with pytest.raises(ParamError, match=r"^params.yaml: train.flag: expected true or false, got 1$"):
+        sec.value("flag", bool)
+    with pytest.raises(ParamError, match=r"^params.yaml: train.lr: expected a number > 0, got 'fast'$"):
+        sec.value("lr", float)
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
@@ -54,31 +57,33 @@ def test_duplicate_key_is_an_error_naming_its_line(tmp_path):
         load_params(p)
 
 
-def test_range_and_choice():
-    sec = Section({"r": [3, 1], "m": "dsfd"}, "x", "p.yaml")
-    with pytest.raises(ParamError, match="low <= high"):
-        sec.range("r")
-    assert sec.choice("m", ("dainet", "dsfd")) == "dsfd"
-    with pytest.raises(ParamError, match="one of dainet\\|cnn"):
-        sec.choice("m", ("dainet", "cnn"))
+def test_range_and_choice_by_their_schema_rules():
+    dark = Section({"gamma": [3, 1]}, "sample.dark", "p.yaml")
+    with pytest.raises(ParamError, match=r"^p.yaml: sample.dark.gamma: expected \[low, high\] with low <= high"):
+        dark.value("gamma", tuple[float, float])
+    assert Section({"gamma": [1, 3]}, "sample.dark", "p.yaml").value("gamma", tuple[float, float]) == (1.0, 3.0)
+    train = Section({"method": "dsfd", "optimizer": "cnn"}, "train", "p.yaml")
+    assert train.value("method", str) == "dsfd"
+    with pytest.raises(ParamError, match=r"^p.yaml: train.optimizer: expected one of sgd\|adamw, got 'cnn'$"):
+        train.value("optimizer", str)
 
 
 @pytest.mark.parametrize("path", ["params.yaml", "params/wider.yaml"])
 def test_profiles_hold_the_spec_numbers(path):
     p = load_params(ROOT / path)
     pri = p.section("priors")
-    assert pri.list("steps", int) == [4, 8, 16, 32, 64, 128]
-    assert pri.list("sizes_shot1", int) == [8, 16, 32, 64, 128, 256]
-    assert pri.list("sizes_shot2", int) == [16, 32, 64, 128, 256, 512]
-    assert pri.list("variances", float) == [0.1, 0.2]
+    assert pri.value("steps", list[int]) == [4, 8, 16, 32, 64, 128]
+    assert pri.value("sizes_shot1", list[int]) == [8, 16, 32, 64, 128, 256]
+    assert pri.value("sizes_shot2", list[int]) == [16, 32, 64, 128, 256, 512]
+    assert pri.value("variances", list[float]) == [0.1, 0.2]
     tr = p.section("train")
-    assert tr.float("clip_grad_norm") == 35.0 and tr.float("match_iou") == 0.35
-    assert tr.int("neg_pos_ratio") == 3 and tr.float("ref_lr_mult") == 0.1
+    assert tr.value("clip_grad_norm", float) == 35.0 and tr.value("match_iou", float) == 0.35
+    assert tr.value("neg_pos_ratio", int) == 3 and tr.value("ref_lr_mult", float) == 0.1
     pr = p.section("predict")
     # the sample's small images take the top 1000 boxes into NMS (docs/profiles.md: the sample recipe)
     top_k = 5000 if path == "params/wider.yaml" else 1000
-    assert (pr.float("conf_thresh"), pr.float("nms_thresh"), pr.int("top_k"), pr.int("keep_top_k")) == (0.05, 0.3, top_k, 750)
-    assert pr.float("vote_iou") == 0.3
+    assert (pr.value("conf_thresh", float), pr.value("nms_thresh", float), pr.value("top_k", int), pr.value("keep_top_k", int)) == (0.05, 0.3, top_k, 750)
+    assert pr.value("vote_iou", float) == 0.3
 
 
 # ---------------------------------------------------------------- YAML 1.2 numbers
@@ -119,8 +124,8 @@ def test_hand_written_exponent_is_a_number(tmp_path):
     assert "  lr: 0.001\n" in text            # train_decomp.lr and train.lr, as yaml.safe_dump wrote them
     p.write_text(text.replace("  lr: 0.001\n", "  lr: 5e-4\n"))
     params = load_params(p)
-    assert params.section("train").float("lr") == 5e-4
-    assert params.section("train_decomp").float("lr") == 5e-4
+    assert params.section("train").value("lr", float) == 5e-4
+    assert params.section("train_decomp").value("lr", float) == 5e-4
 
 
 def test_params_written_by_dvc_exp_run_set_param(tmp_path):
@@ -132,10 +137,10 @@ def test_params_written_by_dvc_exp_run_set_param(tmp_path):
     text = p.read_text()
     assert "l2norm_eps: 1e-12" in text and "conf_thresh: 2e-05" in text and "eps: 1e-09" in text
     params = load_params(p)
-    assert params.section("train").float("lr") == 1e-3
-    assert params.section("model").float("l2norm_eps") == 1e-12
-    assert params.section("predict").float("conf_thresh") == 2e-5
-    assert params.section("darkisp").float("eps") == 1e-9
+    assert params.section("train").value("lr", float) == 1e-3
+    assert params.section("model").value("l2norm_eps", float) == 1e-12
+    assert params.section("predict").value("conf_thresh", float) == 2e-5
+    assert params.section("darkisp").value("eps", float) == 1e-9
 
 
 # ---------------------------------------------------------------- every key checked by load_params
@@ -173,7 +178,7 @@ def test_test_profiles_validate(tmp_path):
 def test_empty_or_null_paths_keep_working(tmp_path, key, value):
     sec, name = key.split(".")
     p = load_params(write_params(tmp_path / "p.yaml", {key: value}))
-    assert p.section(sec).str(name) == ""
+    assert p.section(sec).value(name, str) == ""
 
 
 BAD = [   # (key, value, message after "<file>: ")

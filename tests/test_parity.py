@@ -95,8 +95,8 @@ def ours(fixture):
     shots = both_shots(priors_s, cfg)
     variances = shots[1].variances
     priors = {shot: jt.array(spec.priors(hw)) for shot, spec in zip((1, 2), shots)}
-    multibox = MultiBoxLoss(train.float("match_iou"), train.int("neg_pos_ratio"), variances,
-                            train.float("smooth_l1_beta"))
+    multibox = MultiBoxLoss(train.value("match_iou", float), train.value("neg_pos_ratio", int), variances,
+                            train.value("smooth_l1_beta", float))
 
     out = net.forward_train(dark, light, I_dark, I_light)
     terms = detection_terms(out, targets, priors[1], priors[2], multibox)

@@ -92,8 +92,8 @@ def ours(fixture):
     shots = both_shots(params.section("priors"), cfg)
     priors = {shot: jt.array(spec.priors(hw)) for shot, spec in zip((1, 2), shots)}
     result["priors"] = {f"pal{shot}": p.numpy() for shot, p in priors.items()}
-    multibox = MultiBoxLoss(train.float("match_iou"), train.int("neg_pos_ratio"), shots[1].variances,
-                            train.float("smooth_l1_beta"))
+    multibox = MultiBoxLoss(train.value("match_iou", float), train.value("neg_pos_ratio", int), shots[1].variances,
+                            train.value("smooth_l1_beta", float))
     out = net.forward_train(image)
     terms = detection_terms(out, targets, priors[1], priors[2], multibox)
     total = total_loss(terms)

@@ -31,6 +31,7 @@ from dainet.models.config import ModelConfig
 from dainet.models.decomp import build_decomposer
 from dainet.params import Section
 from dainet.runtime import use_device
+from dainet.weights.convert import ConvertConfig
 from dainet.training.config import TrainConfig
 from dainet.training.loop import Batches, Run, fit
 from dainet.training.runstate import (Checkpoints, LoopState, code_digest, file_digest, fingerprint, path_params,
@@ -117,12 +118,13 @@ def seeded_step(params: Section, **train_overrides) -> tuple[jt.nn.Module, jt.op
     ``zero_init_residual``) and
     a seeded decomposer, without files or data: for benchmarks and the device tests.
     ``train_overrides`` replace `train` values (e.g. ``method="dsfd"``); one process."""
-    sec, aug_sec, convert = params.section("train"), params.section("augment"), params.section("convert")
-    cfg = sec.load(TrainConfig, image_size=aug_sec.value("image_size", int), losses=sec.load(LossWeights))
+    sec, convert = params.section("train"), params.section("convert").load(ConvertConfig)
+    cfg = sec.load(TrainConfig, image_size=params.section("augment").value("image_size", int),
+                   losses=sec.load(LossWeights))
     cfg = dataclasses.replace(cfg, **train_overrides)
-    seed = convert.int("seed")
+    seed = convert.seed
     net = init_weights(build_model(params.section("model"), reflectance=cfg.reflectance), seed,
-                       convert.str("backbone_init"), convert.str("neck_init"), convert.bool("zero_init_residual"))
+                       convert.backbone_init, convert.neck_init, convert.zero_init_residual)
     decomposer = None
     if cfg.reflectance:
         decomposer = init_weights(build_decomposer(params.section("model")), seed)

@@ -31,6 +31,7 @@ values have ``.shape`` and ``.dtype`` (numpy arrays or Jittor Vars); only
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -147,15 +148,24 @@ def convert_resnet(init: Mapping[str, np.ndarray], backbone: Mapping[str, np.nda
     return {**init, **fit_to_reference(resnet, renamed, source)}
 
 
-def source_from_params(convert: Section) -> tuple[str, str]:
-    """``(kind, source)`` from the params ``convert`` section; a whole-network file wins over
-    a backbone file (the schema allows only the backbone file of ``model.backbone``)."""
-    if convert.str("dainet_src"):
-        return "dainet", convert.str("dainet_src")
-    for kind in ("vgg", "resnet"):
-        if convert.str(f"{kind}_src"):
-            return kind, convert.str(f"{kind}_src")
-    return SEEDED, ""
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Params ``convert``: the seeded initialisation and the published files to convert."""
+    seed: int
+    backbone_init: str        # INITS: the backbone's init when no backbone file is given
+    neck_init: str            # INITS: extras / FPN / FEM convolutions
+    zero_init_residual: bool  # a seeded ResNet bottleneck starts at its shortcut
+    vgg_src: str              # "" = none
+    resnet_src: str
+    dainet_src: str
+
+    def source(self) -> tuple[str, str]:
+        """``(kind, file)``: a whole-network file wins over a backbone file (the schema allows
+        only the backbone file of ``model.backbone``); ``(SEEDED, "")`` without either."""
+        for kind, src in (("dainet", self.dainet_src), ("vgg", self.vgg_src), ("resnet", self.resnet_src)):
+            if src:
+                return kind, src
+        return SEEDED, ""
 
 
 def numpy_state(net) -> dict[str, np.ndarray]:
@@ -191,20 +201,17 @@ def convert_weights(params: Section, kind: str | None = None, src: str | None = 
     """The `convert_weights` stage: ``(state dict, record, tensors taken from src)``.
 
     ``kind`` and ``src`` (both or neither) name one published file; without them they
-    come from params ``convert`` (:func:`source_from_params`). ``record`` is what the
+    come from params ``convert`` (:meth:`ConvertConfig.source`). ``record`` is what the
     checkpoint and the metrics hold besides the state: pretrained, kind, source, seed, width.
     """
     from dainet.models.config import ModelConfig   # no Jittor
 
     cfg = params.section("model").load(ModelConfig)
-    convert = params.section("convert")
-    seed = convert.int("seed")
-    backbone_init = convert.choice("backbone_init", INITS)
-    neck_init = convert.choice("neck_init", INITS)
-    zero_residual = convert.bool("zero_init_residual")
-    kind, src = (kind, src) if kind else source_from_params(convert)
+    convert = params.section("convert").load(ConvertConfig)
+    kind, src = (kind, src) if kind else convert.source()
     if kind in WIDTH_SCALED_KINDS:
         require_published_width(cfg.width, f"{params.source}: model.width", src)
-    state, loaded = convert_state(kind, src, cfg, seed, backbone_init, neck_init, zero_residual)
-    record = {"pretrained": kind != SEEDED, "kind": kind, "source": src, "seed": seed, "width": cfg.width}
+    state, loaded = convert_state(kind, src, cfg, convert.seed, convert.backbone_init, convert.neck_init,
+                                  convert.zero_init_residual)
+    record = {"pretrained": kind != SEEDED, "kind": kind, "source": src, "seed": convert.seed, "width": cfg.width}
     return state, record, loaded
