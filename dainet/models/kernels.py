@@ -20,48 +20,46 @@ from dainet.jt import jt, nn
 
 _HEADER = "#include <cstring>\n#include <algorithm>\nusing std::min; using std::max;\n"
 
-# A plane is one (n, c) image.
-_POOL_FORWARD = """
-const int H = in0_shape2, W = in0_shape3, OH = out_shape2, OW = out_shape3;
+def _pool_loop(pooled: str, planes: str, window: str) -> str:
+    """C source of a loop over the planes (one (n, c) image each; 2 threads) and the 2x2 windows
+    ``(i, j)`` of ``pooled`` (the pooled tensor's name): ``planes`` runs once per plane,
+    ``window`` once per window, which covers rows ``r0, r1`` and columns ``c0, c1`` (cut at the
+    border: ``r1 == r0`` on a last one-row window)."""
+    return f"""
+const int H = in0_shape2, W = in0_shape3, OH = {pooled}_shape2, OW = {pooled}_shape3;
 #pragma omp parallel for
-for (int nc = 0; nc < out_shape0 * out_shape1; nc++) {
+for (int nc = 0; nc < {pooled}_shape0 * {pooled}_shape1; nc++) {{
     const in0_type* x = in0_p + (size_t)nc * H * W;
-    out_type* y = out_p + (size_t)nc * OH * OW;
-    for (int i = 0; i < OH; i++) {
+{planes}
+    for (int i = 0; i < OH; i++) {{
         const int r0 = 2 * i, r1 = min(r0 + 1, H - 1);
-        for (int j = 0; j < OW; j++) {
+        for (int j = 0; j < OW; j++) {{
             const int c0 = 2 * j, c1 = min(c0 + 1, W - 1);
+{window}
+        }}
+    }}
+}}
+"""
+
+
+_POOL_FORWARD = _pool_loop("out", """\
+    out_type* y = out_p + (size_t)nc * OH * OW;""", """\
             in0_type m = x[r0 * W + c0];
             m = max(m, x[r0 * W + c1]);
             m = max(m, x[r1 * W + c0]);
-            y[i * OW + j] = max(m, x[r1 * W + c1]);
-        }
-    }
-}
-"""
-# The window's gradient goes to its first maximum in row-major order (PyTorch's MaxPool2d).
-_POOL_BACKWARD = """
-const int H = in0_shape2, W = in0_shape3, OH = pout_shape2, OW = pout_shape3;
-std::memset(out_p, 0, out->size);
-#pragma omp parallel for
-for (int nc = 0; nc < pout_shape0 * pout_shape1; nc++) {
-    const in0_type* x = in0_p + (size_t)nc * H * W;
+            y[i * OW + j] = max(m, x[r1 * W + c1]);""")
+# The window's gradient goes to its first maximum in row-major order (PyTorch's MaxPool2d);
+# each thread clears the gradient planes it accumulates into.
+_POOL_BACKWARD = _pool_loop("pout", """\
     const pout_type* y = pout_p + (size_t)nc * OH * OW;
     const dout_type* dy = dout_p + (size_t)nc * OH * OW;
     out_type* dx = out_p + (size_t)nc * H * W;
-    for (int i = 0; i < OH; i++) {
-        const int r0 = 2 * i, r1 = min(r0 + 1, H - 1);
-        for (int j = 0; j < OW; j++) {
-            const int c0 = 2 * j, c1 = min(c0 + 1, W - 1);
+    std::memset(dx, 0, sizeof(out_type) * H * W);""", """\
             const pout_type m = y[i * OW + j];
             const int k = x[r0 * W + c0] == m ? r0 * W + c0
                         : x[r0 * W + c1] == m ? r0 * W + c1
                         : x[r1 * W + c0] == m ? r1 * W + c0 : r1 * W + c1;
-            dx[k] += dy[i * OW + j];
-        }
-    }
-}
-"""
+            dx[k] += dy[i * OW + j];""")
 
 
 def max_pool2x2(x: jt.Var, out_h: int, out_w: int) -> jt.Var:
@@ -94,14 +92,15 @@ for (int nc = 0; nc < out_shape0 * out_shape1; nc++) {
     }
 }
 """
-# Each input pixel sums the output pixels that copy it, in row-major order over the output.
+# Each input pixel sums the output pixels that copy it, in row-major order over the output
+# (each thread clears the gradient planes it accumulates into).
 _PAD_BACKWARD = """
 const int H = in0_shape2, W = in0_shape3, P = (dout_shape3 - W) / 2, OW = dout_shape3;
-std::memset(out_p, 0, out->size);
 #pragma omp parallel for
 for (int nc = 0; nc < dout_shape0 * dout_shape1; nc++) {
     const dout_type* dy = dout_p + (size_t)nc * dout_shape2 * OW;
     out_type* dx = out_p + (size_t)nc * H * W;
+    std::memset(dx, 0, sizeof(out_type) * H * W);
     for (int i = 0; i < dout_shape2; i++) {
         const dout_type* g = dy + (size_t)i * OW;
         out_type* d = dx + (size_t)min(max(i - P, 0), H - 1) * W;
