@@ -16,8 +16,6 @@ numpy-only :func:`parity_resnet_state`) and compared:
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +24,16 @@ import pytest
 import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
-from dainet.boxes.matcher import match
 from dainet.boxes.priors import both_shots
-from dainet.losses.multibox import MultiBoxLoss, cross_entropy_per_prior, hard_negative_mask
+from dainet.losses.multibox import MultiBoxLoss
 from dainet.models import build_model
 from dainet.params import load_params
 from dainet.training.objective import detection_terms, total_loss
 from dainet.weights import load_into
 from helpers import paper_model
+from parity import (assert_close, assert_gradient_close, assert_same_sets, assert_same_weights_drawn,
+                    load_generator, match_sets, read_fixture)
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 VALUE_TOL = 1e-4
 GRAD_TOL = 1e-3
@@ -43,22 +41,12 @@ GRAD_TOL = 1e-3
 pytestmark = pytest.mark.slow  # the published width: ~107 M parameters, a full forward + backward
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_parity_resnet", FIXTURES / "make_parity_resnet.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # numpy only at import time
-    return mod
-
-
-GEN = _generator()
+GEN = load_generator("make_parity_resnet")
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    with np.load(GEN.FIXTURE) as z:
-        data = {k: z[k] for k in z.files}
-    data["meta"] = json.loads(str(data["meta"]))
-    return data
+    return read_fixture(GEN.FIXTURE)
 
 
 def _sliced(name: str, grad: np.ndarray) -> np.ndarray:
@@ -106,80 +94,47 @@ def ours(fixture):
     state = net.state_dict()
     result["bn"] = {f"{m}.{s}": state[f"{m}.{s}"].numpy() for m in GEN.BN_RECORDED
                     for s in ("running_mean", "running_var")}
-    result["match"] = {}
-    for shot in (1, 2):
-        _, conf_t = match(targets, priors[shot], multibox.match_iou, multibox.variances)
-        pos = conf_t > 0
-        ce = cross_entropy_per_prior(out[f"conf{shot}"], conf_t)
-        neg = hard_negative_mask(ce, pos, multibox.neg_pos_ratio).numpy() & ~pos.numpy()
-        result["match"][f"pos{shot}"] = np.flatnonzero(pos.numpy().ravel())
-        result["match"][f"neg{shot}"] = np.flatnonzero(neg.ravel())
+    result["match"] = match_sets(targets, priors, out, multibox)
     return result
 
 
-def _close(ours_v, ref_v, what, tol=VALUE_TOL, extra=""):
-    ours_v, ref_v = np.asarray(ours_v, np.float64), np.asarray(ref_v, np.float64)
-    assert ours_v.shape == ref_v.shape, f"{what}: shape {ours_v.shape} vs reference {ref_v.shape}"
-    err = np.abs(ours_v - ref_v)
-    bad = err > tol + tol * np.abs(ref_v)
-    assert not bad.any(), (f"{what}: {int(bad.sum())} of {bad.size} values differ beyond rtol=atol={tol}; "
-                           f"max abs diff {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)} "
-                           f"(ours {ours_v.ravel()[err.argmax()]:.7g}, reference {ref_v.ravel()[err.argmax()]:.7g})"
-                           f"{extra}")
-
-
 def test_same_weights_drawn(fixture, ours):
-    probed = [k[len("weights_probe/"):] for k in fixture if k.startswith("weights_probe/")]
-    assert probed and set(probed) == set(ours["probe"])
-    for k in probed:
-        np.testing.assert_array_equal(ours["probe"][k], fixture[f"weights_probe/{k}"], err_msg=k)
+    assert_same_weights_drawn(fixture, ours["probe"])
 
 
 @pytest.mark.parametrize("name", ["loc2", "conf2"])
 def test_test_forward_on_the_running_statistics(fixture, ours, name):
-    _close(ours["eval"][name], fixture[f"eval/{name}"], f"eval {name}")
+    assert_close(ours["eval"][name], fixture[f"eval/{name}"], f"eval {name}", VALUE_TOL)
 
 
 @pytest.mark.parametrize("name", ["loc1", "conf1", "loc2", "conf2"])
 def test_training_forward(fixture, ours, name):
-    _close(ours["out"][name], fixture[f"out/{name}"], name)
+    assert_close(ours["out"][name], fixture[f"out/{name}"], name, VALUE_TOL)
 
 
 @pytest.mark.parametrize("shot", ["pal1", "pal2"])
 def test_priors_are_the_reference_networks(fixture, ours, shot):
-    _close(ours["priors"][shot], fixture[f"priors/{shot}"], f"priors {shot}", tol=1e-6)
+    assert_close(ours["priors"][shot], fixture[f"priors/{shot}"], f"priors {shot}", 1e-6)
 
 
 @pytest.mark.parametrize("name", [f"{m}.{s}" for m in GEN.BN_RECORDED for s in ("running_mean", "running_var")])
 def test_batchnorm_running_statistics_after_one_training_forward(fixture, ours, name):
-    _close(ours["bn"][name], fixture[f"bn/{name}"], name)
+    assert_close(ours["bn"][name], fixture[f"bn/{name}"], name, VALUE_TOL)
 
 
 @pytest.mark.parametrize("term", GEN.LOSS_TERMS)
 def test_loss_terms(fixture, ours, term):
     ref64 = float(fixture[f"loss64/{term}"])
-    _close(ours["loss"][term], fixture[f"loss/{term}"], f"loss term {term}",
-           extra=f"; the reference's float64 value is {ref64:.9g}")
+    assert_close(ours["loss"][term], fixture[f"loss/{term}"], f"loss term {term}", VALUE_TOL,
+                 f"; the reference's float64 value is {ref64:.9g}")
 
 
 @pytest.mark.parametrize("key", GEN.SETS)
 def test_positives_and_hard_negatives(fixture, ours, key):
-    got, want = set(ours["match"][key].tolist()), set(fixture[f"match/{key}"].tolist())
-    assert got == want, (f"{key}: {len(got)} ours vs {len(want)} reference; only ours {sorted(got - want)[:10]}, "
-                         f"only reference {sorted(want - got)[:10]}")
+    assert_same_sets(ours["match"][key], fixture[f"match/{key}"], key)
 
 
 @pytest.mark.parametrize("name", list(GEN.GRAD_PARAMS))
 def test_gradients(fixture, ours, name):
-    g, ref = ours["grad"][name].astype(np.float64), fixture[f"grad/{name}"].astype(np.float64)
-    assert g.shape == ref.shape
-    scale = np.abs(ref).max()
-    if scale == 0:   # no positive prior on that level (loc_pal2.5: the 512-px prior on a 96x128 image)
-        assert not g.any(), f"d total / d {name}: zero in the reference, max |ours| {np.abs(g).max():.3g}"
-        return
-    err = np.abs(g - ref)
-    assert err.max() <= GRAD_TOL * scale, (
-        f"d total / d {name}: max |ours - reference| = {err.max():.3g} = {err.max() / scale:.2e} of the "
-        f"gradient's scale {scale:.3g} (tolerance {GRAD_TOL:g}); relative L2 "
-        f"{np.linalg.norm(g - ref) / np.linalg.norm(ref):.2e}, ours/reference norm "
-        f"{np.linalg.norm(g) / np.linalg.norm(ref):.4f}")
+    # zero_ok: no positive prior on a level (loc_pal2.5: the 512-px prior on a 96x128 image)
+    assert_gradient_close(ours["grad"][name], fixture[f"grad/{name}"], name, GRAD_TOL, zero_ok=True)
