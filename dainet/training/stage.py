@@ -138,6 +138,25 @@ def seeded_step(params: Section, **train_overrides) -> tuple[jt.nn.Module, jt.op
     return net, opt, step
 
 
+def run_length(cfg: TrainConfig, images: int, world: int, train_list: str) -> tuple[int, int]:
+    """``(iterations per epoch, iterations of the run)`` for ``images`` usable training
+    images over ``world`` processes; a UserError when not one batch fits, or when the clean
+    warm-up would take the whole run."""
+    iters_per_epoch = images // (cfg.batch_size * world)
+    if iters_per_epoch < 1:
+        raise UserError(
+            f"{train_list}: {images} usable images is less than one batch "
+            f"(train.batch_size {cfg.batch_size} x {world} processes)")
+    total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
+    if cfg.clean_warmup_iters >= total and (cfg.reflectance or cfg.dsfd_input != "clean"):
+        raise UserError(
+            f"params train.clean_warmup_iters is {cfg.clean_warmup_iters} but the run has {total} iterations "
+            f"(train.max_iter {cfg.max_iter}, train.max_epochs {cfg.max_epochs} of {iters_per_epoch}): it would "
+            f"train detection on clean images only and still report method {cfg.method}; lower "
+            "train.clean_warmup_iters or raise train.max_iter")
+    return iters_per_epoch, total
+
+
 def train(params: Section, train_list: str, val_list: str, init: str, decomp: str, checkpoints: str,
           out: str, plots: str, stop_after: int | None = None) -> TrainRun:
     """Train (or resume) the run of these params and inputs; on a finished run (not
@@ -153,24 +172,13 @@ def train(params: Section, train_list: str, val_list: str, init: str, decomp: st
     train_ds = WiderFaceDataset(train_list, augment, seed=cfg.seed, batch_size=cfg.batch_size,
                                 shuffle=True, num_workers=cfg.num_workers, drop_last=True)
     val_ds = ValDataset(val_list, cfg.image_size, augment.min_face, batch_size=cfg.batch_size)
-    iters_per_epoch = train_ds.num_images // (cfg.batch_size * world)
-    if iters_per_epoch < 1:
-        raise UserError(
-            f"{train_list}: {train_ds.num_images} usable images is less than one batch "
-            f"(train.batch_size {cfg.batch_size} x {world} processes)")
+    iters_per_epoch, total = run_length(cfg, train_ds.num_images, world, train_list)
 
     base_lr = scaled_lr(cfg.lr, cfg.batch_size, world, cfg.lr_reference_batch)
     opt = make_optimizer(net, cfg.optimizer, base_lr, cfg.ref_lr_mult, cfg.momentum, cfg.weight_decay,
                          cfg.train_l2norm)
     step = StepLosses(net, decomposer, cfg, params.section("darkisp").load(DarkISPConfig),
                       both_shots(params.section("priors"), params.section("model").load(ModelConfig)))
-    total = total_iterations(cfg.max_iter, cfg.max_epochs, iters_per_epoch)
-    if cfg.clean_warmup_iters >= total and (cfg.reflectance or cfg.dsfd_input != "clean"):
-        raise UserError(
-            f"params train.clean_warmup_iters is {cfg.clean_warmup_iters} but the run has {total} iterations "
-            f"(train.max_iter {cfg.max_iter}, train.max_epochs {cfg.max_epochs} of {iters_per_epoch}): it would "
-            f"train detection on clean images only and still report method {cfg.method}; lower "
-            "train.clean_warmup_iters or raise train.max_iter")
     # the validation list picks the best model, part of the resumed state
     key = fingerprint(path_params(sec.to_dict(), total),
                       {s: params.section(s).to_dict() for s in FINGERPRINT_SECTIONS},
