@@ -192,9 +192,8 @@ class APResult(NamedTuple):
 
 
 def score_thresholds(n_thresholds: int) -> np.ndarray:
-    """``[n]`` thresholds ``1 - k/n`` for k = 1..n, the same float64 values as the official tool."""
-    if n_thresholds < 1:
-        raise UserError(f"evaluate.thresholds must be >= 1, got {n_thresholds}")
+    """``[n]`` thresholds ``1 - k/n`` for k = 1..n, the same float64 values as the official tool
+    (``n >= 1``: the schema's rule for ``evaluate.thresholds``)."""
     return 1.0 - np.arange(1, n_thresholds + 1) / n_thresholds
 
 
