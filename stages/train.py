@@ -10,7 +10,8 @@ copy under ``.dvc/tmp/exps/``, the workspace's: :mod:`dainet.training.runstate`)
 folder per run, locked while a process trains it,
 ``<fingerprint>/`` -- the hash of what decides the optimisation path: the params that
 shape it (not the log / picture / checkpoint intervals, device or workers; ``max_iter``
-only under the cosine schedule), the input weights and lists, the process count --
+only under the cosine schedule), the input weights and lists, the process count, the
+``dainet`` code training runs (:func:`dainet.training.runstate.code_digest`) --
 with ``last.ckpt`` (weights, momentum, counters) and ``prev.ckpt`` before it,
 ``iter_<n>.ckpt``, ``best.ckpt`` and the log history (see
 :class:`dainet.training.runstate.Checkpoints`). Re-running after an interruption continues

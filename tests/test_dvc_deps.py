@@ -16,9 +16,9 @@ import yaml
 
 from dainet.errors import UserError
 from dainet.params import pipeline_stages
+from dainet.utils.imports import PACKAGE, import_closure, module_file
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "dainet"
 
 
 def stages() -> dict:
@@ -34,76 +34,7 @@ def stage_script(stage: dict) -> str:
 
 
 # ---------------------------------------------------------------- the static import closure
-
-def module_file(module: str, root: Path = ROOT) -> Path | None:
-    """``dainet.a.b`` -> dainet/a/b.py or dainet/a/b/__init__.py (None if neither exists)."""
-    base = root.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def files_run_by_import(module: str, root: Path = ROOT) -> list[Path]:
-    """The files ``import <module>`` executes: each package's ``__init__.py`` on the way, then it."""
-    parts, out = module.split("."), []
-    for i in range(1, len(parts) + 1):
-        f = module_file(".".join(parts[:i]), root)
-        if f is not None:
-            out.append(f)
-    return out
-
-
-def module_name(path: Path, root: Path = ROOT) -> tuple[str, bool]:
-    """(dotted module name, is a package) of a file under ``root``."""
-    rel = path.relative_to(root).with_suffix("")
-    if rel.name == "__init__":
-        return ".".join(rel.parent.parts), True
-    return ".".join(rel.parts), False
-
-
-def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
-    """Every module a file may import: ``import x``, ``from x import y`` (and ``x.y`` when y is a
-    module), relative imports, at any depth (inside functions and ``if`` blocks too)."""
-    tree = ast.parse(path.read_text(), str(path))
-    is_script = root / PACKAGE not in path.parents
-    name, is_pkg = ("", False) if is_script else module_name(path, root)
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                package = name.split(".") if is_pkg else name.split(".")[:-1]
-                if node.level > 1:
-                    package = package[: len(package) - (node.level - 1)]
-                base = ".".join(package + ([node.module] if node.module else []))
-            else:
-                base = node.module
-            found.add(base)
-            for alias in node.names:
-                if module_file(f"{base}.{alias.name}", root) is not None:   # from pkg import submodule
-                    found.add(f"{base}.{alias.name}")
-    return found
-
-
-def import_closure(script: Path, root: Path = ROOT) -> dict[Path, Path]:
-    """Files of the package the script runs, each mapped to a file that imports it."""
-    seen: dict[Path, Path] = {}
-    todo = [script]
-    while todo:
-        current = todo.pop()
-        for module in sorted(imported_modules(current, root)):
-            if module != PACKAGE and not module.startswith(PACKAGE + "."):
-                continue
-            if module_file(module, root) is None:   # a stale import would hide the files it meant
-                raise LookupError(f"{current}: imports {module}, which is no file of {PACKAGE}/")
-            for f in files_run_by_import(module, root):
-                if f not in seen:
-                    seen[f] = current
-                    todo.append(f)
-    return seen
-
+# (dainet/utils/imports.py)
 
 def covered(rel: str, deps: list[str]) -> bool:
     return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps)

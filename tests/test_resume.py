@@ -84,24 +84,32 @@ def test_resume_key_ignores_intervals_device_workers_and_the_total_unless_the_sc
     assert path_params({**cosine, "lr_final_fraction": 0.5}, 600) != path_params(cosine, 600)
 
 
-def test_the_resume_key_follows_the_code(tmp_path):
-    """A finished run of other code is not handed back as this code's result."""
-    from dainet.training.runstate import code_digest
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "a.py").write_text("x = 1\n")
-    (pkg / "sub" / "b.py").write_text("y = 2\n")
-    (pkg / "notes.txt").write_text("not code")
-    key = code_digest(pkg)
-    assert code_digest(pkg) == key
+def test_the_resume_key_follows_the_code_train_runs(tmp_path):
+    """A finished run of other code is not handed back as this code's result; an edit to
+    code train never runs leaves an interrupted run resumable."""
+    from dainet.training.runstate import STAGE_MODULE, code_digest
+    pkg = tmp_path / "dainet"
+    for rel, text in {"__init__.py": "", "training/__init__.py": "", "training/stage.py": "from dainet.a import f\n",
+                      "a.py": "def f():\n    from dainet.sub import b\n", "sub/__init__.py": "", "sub/b.py": "y = 2\n",
+                      "evaluation.py": "z = 1\n", "notes.txt": "not code"}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    entry = pkg / "training" / "stage.py"
+
+    def key():
+        return code_digest(entry, tmp_path)
+    first = key()
+    assert key() == first
     (pkg / "notes.txt").write_text("still not code")
-    assert code_digest(pkg) == key
-    (pkg / "sub" / "b.py").write_text("y = 3\n")
-    assert code_digest(pkg) != key
+    (pkg / "evaluation.py").write_text("z = 2\n")   # not imported by the stage
+    assert key() == first
+    (pkg / "sub" / "b.py").write_text("y = 3\n")    # imported inside a function, two levels down
+    assert key() != first
     (pkg / "sub" / "b.py").write_text("y = 2\n")
-    (pkg / "sub" / "b.py").rename(pkg / "b.py")   # the same bytes elsewhere: other code
-    assert code_digest(pkg) != key
-    assert len(code_digest()) == 16   # the dainet package itself
+    assert key() == first
+    (pkg / "training" / "stage.py").write_text("from dainet.a import f\n# edited\n")
+    assert key() != first
+    assert len(code_digest()) == 16 and STAGE_MODULE.is_file()   # the train stage's own code
 
 
 def test_logger_appends_and_a_resumed_log_equals_an_uninterrupted_one(tmp_path):

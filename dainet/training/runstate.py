@@ -3,7 +3,7 @@ write it, and how it is saved and resumed.
 
 - :func:`fingerprint` / :func:`path_params` / :func:`code_digest`: the run's key, from
   everything that decides the optimisation path (params, input weights and lists, process
-  count, the package's code).
+  count, the code the `train` stage runs).
 - :class:`Checkpoints`: ``<root>/<fingerprint>/`` -- ``last.ckpt`` (resumable), ``prev.ckpt``,
   ``iter_<n>.ckpt``, ``best.ckpt``, ``history.jsonl``; resuming, corrupt files set aside,
   old runs pruned.
@@ -35,10 +35,12 @@ from dainet.errors import UserError
 from dainet.training.ema import WeightAverage
 from dainet.training.optim import load_optimizer_state, optimizer_state
 from dainet.utils.fileio import remove_stale_temps
+from dainet.utils.imports import ROOT, import_closure
 from dainet.weights import WeightError, check_state_dict
 from dainet.weights.checkpoint import load_checkpoint, load_into, save_checkpoint
 
 
+STAGE_MODULE = ROOT / "dainet" / "training" / "stage.py"   # what the `train` stage runs
 EXPERIMENT_COPIES = (".dvc", "tmp", "exps")   # DVC's folder of experiment copies, below the repo
 
 
@@ -164,17 +166,18 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def code_digest(package: str | Path = Path(__file__).resolve().parents[1]) -> str:
-    """Hash of the source of every module of ``package`` (default: ``dainet``), by path.
+def code_digest(entry: Path = STAGE_MODULE, root: Path = ROOT) -> str:
+    """Hash of the source of ``entry`` and of every ``dainet`` file it may run (its static
+    import closure, :func:`dainet.utils.imports.import_closure`), by path under ``root``.
 
     Part of the run fingerprint: a run folder written by other code is not resumed (DVC
     reruns `train` when its code changes; resuming the old code's finished run would hand
-    back the old result as the new one's).
+    back the old result as the new one's). Code `train` never runs (evaluation, inference)
+    is not in it, so an interrupted run still resumes after an edit there.
     """
-    package = Path(package)
     h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted({entry, *import_closure(entry, root)}):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
