@@ -136,9 +136,10 @@ print(json.dumps({"mkl": jt.compile_extern.mkl_ops is not None, **med}))
 
 
 def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64, profile="params.yaml", env=None, top=0,
-          cwd=None):
+          cwd=None, stdout=False):
     """One child process: the port's step on ``profile`` (a params file of the repository) at
-    this size and batch; ``width`` 0 keeps the profile's network. Median seconds as a dict.
+    this size and batch; ``width`` 0 keeps the profile's network. Median seconds as a dict
+    (and the child's whole standard output, with ``stdout``).
     ``cwd``: the checkout whose ``dainet`` runs (default: the current directory)."""
     env = dict(os.environ if env is None else env, use_mkl="1" if use_mkl else "0")
     out = subprocess.run([sys.executable, "-c", CHILD, str(width), str(size), str(batch), str(steps),
@@ -147,7 +148,8 @@ def child(width, size, batch, steps, parts, use_mkl, tmpdir, decomp=64, profile=
                          env=env, capture_output=True, text=True, cwd=cwd)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return (result, out.stdout) if stdout else result
 
 
 def against(rev: str, args, tmp: str) -> None:

@@ -4,8 +4,9 @@ Both programs run the paper network (params/wider.yaml: width 1.0, no normalisat
 decomposition width 64) for one training step: DarkISP, the frozen decomposition net, the
 forward pass, every loss, backward, clipping and SGD. Each measurement is a fresh process,
 median of ``--steps`` steps after one warm-up; the programs alternate for ``--rounds`` rounds, so
-machine noise falls on both. Then a per-part breakdown of both, and Jittor's per-op profile of
-the port's step.
+machine noise falls on both. Then a per-part breakdown of both, Jittor's per-op profile of
+the port's step, and oneDNN's own account of it (bench/onednn_passes.py: each convolution pass's
+time and GFLOP/s, and the layout reorders).
 
 The reference runs from a scratch interpreter that has torch and torchmetrics (never the
 project's), on a checkout of ZPDu/DAI-Net, through bench/reference_step.py:
@@ -33,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import onednn_passes  # noqa: E402  (bench/onednn_passes.py)
 import train_step  # noqa: E402  (bench/train_step.py: the port's child)
 from dainet.runtime import PINNED_CACHE_NAME, PINNED_CC_FLAGS  # noqa: E402
 
@@ -62,6 +64,13 @@ def port(args, tmp: str, parts: bool, variant: str = "", top: int = 0) -> dict:
     env = dict(os.environ, **VARIANTS.get(variant, {}))
     return train_step.child(0, args.size, args.batch, args.steps, parts, True, tmp,
                             profile="params/wider.yaml", env=env, top=top)
+
+
+def onednn_rows(args, tmp: str) -> list[dict]:
+    """The port's oneDNN primitives per step (bench/onednn_passes.py), over a warm-up and one step."""
+    _, stdout = train_step.child(0, args.size, args.batch, 1, False, True, tmp, profile="params/wider.yaml",
+                                 env=dict(os.environ, ONEDNN_VERBOSE="1"), stdout=True)
+    return onednn_passes.summarise(stdout, steps=2)
 
 
 def main() -> None:
@@ -111,6 +120,12 @@ def main() -> None:
             print(f"\nport, Jittor profile of one step: {prof['all_ops']:.2f} s in ops; the largest:")
             for name, sec in prof["profile"]:
                 print(f"  {sec:7.3f}  {name}")
+        rows = onednn_rows(args, tmp)
+        print(f"\nport, oneDNN's own times per step (ONEDNN_VERBOSE): {sum(r['ms'] for r in rows) / 1e3:.2f} s")
+        print(f"{'kind':<13}{'implementation':<16}{'pass':<18}{'s':>7}{'calls':>7}{'GFLOP/s':>9}")
+        for r in rows:
+            rate = f"{r['gflops']:9.0f}" if r["gflops"] else ""
+            print(f"{r['kind']:<13}{r['impl']:<16}{r['pass']:<18}{r['ms'] / 1e3:7.3f}{r['calls']:7.0f}{rate}")
 
 
 if __name__ == "__main__":
