@@ -6,7 +6,9 @@ import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 from jittor import nn
 
-from dainet.models.kernels import max_pool2x2, replicate_pad, upsample_nearest2x
+from dainet.models import layers
+from dainet.models.kernels import bias_relu, max_pool2x2, replicate_pad, upsample_nearest2x
+from dainet.models.layers import NormConv2d, ReplicatePadConv2d, conv_relu, run_layers
 
 
 def _value_and_grad(f, x: np.ndarray, up_seed: int = 7):
@@ -63,3 +65,54 @@ def test_upsample_nearest2x_equals_jittor_upsample_bit_for_bit(shape):
     ref = _value_and_grad(nn.Upsample(scale_factor=2, mode="nearest"), x)
     np.testing.assert_array_equal(got[0], x.repeat(2, axis=2).repeat(2, axis=3))
     np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 9, 7), (1, 85, 17, 13), (3, 4, 1, 1), (2, 3, 161, 160)])
+def test_bias_relu_equals_jittor_bias_add_and_relu_bit_for_bit(shape):
+    """Values, the input's gradient and the bias gradient (a sum over 2 x 161 x 160 values in the
+    largest case, where any other summation order shows in the last bits)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[1]).astype(np.float32)
+    x[0, 0, 0, 0] = -b[0]                       # x + b == 0 exactly: output 0, gradient 0
+    up = rng.standard_normal(shape).astype(np.float32)
+
+    def run(f):
+        xv, bv = jt.array(x), jt.array(b)
+        y = f(xv, bv)
+        return [y.numpy()] + [g.numpy() for g in jt.grad((y * jt.array(up)).sum(), [xv, bv])]
+
+    got = run(bias_relu)
+    ref = run(lambda xv, bv: nn.relu(xv + bv.broadcast(xv.shape, [0, 2, 3])))
+    np.testing.assert_array_equal(got[0], np.maximum(x + b[None, :, None, None], 0))
+    assert got[0][0, 0, 0, 0] == 0 and got[1][0, 0, 0, 0] == 0
+    for a, r in zip(got, ref):
+        np.testing.assert_array_equal(a, r)
+
+
+def test_run_layers_fuses_each_conv_relu_pair_and_keeps_every_bit(monkeypatch):
+    """A conv followed by ReLU runs as conv + bias_relu; a conv with a norm, a conv without a
+    ReLU and other layers run as they are; values and every gradient equal the plain layers'."""
+    jt.set_global_seed(3)
+    seq = nn.Sequential(ReplicatePadConv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU(),
+                        nn.Conv2d(8, 6, 1), NormConv2d(6, 6, 3, padding=1, norm="group", group_size=2), nn.ReLU(),
+                        nn.Conv2d(6, 4, 3, stride=2, padding=1), nn.ReLU())
+    fused = []
+    monkeypatch.setattr(layers, "bias_relu", lambda x, b: fused.append(b) or bias_relu(x, b))
+    x = np.random.default_rng(6).standard_normal((2, 3, 12, 10)).astype(np.float32)
+
+    def run(f):
+        xv = jt.array(x)
+        y = f(xv)
+        up = jt.array(np.random.default_rng(8).standard_normal(y.shape).astype(np.float32))
+        params = [p for p in seq.parameters() if not p.is_stop_grad()]
+        return [y.numpy()] + [g.numpy() for g in jt.grad((y * up).sum(), [xv] + params)]
+
+    got = run(lambda v: run_layers(seq, v))
+    assert [id(b) for b in fused] == [id(seq[0].bias), id(seq[2].bias), id(seq[7].bias)]
+    ref = run(seq)
+    assert len(got) == len(ref) == 1 + 1 + 2 * 5 + 2
+    for a, r in zip(got, ref):
+        np.testing.assert_array_equal(a, r)
+    one = np.random.default_rng(9).standard_normal((1, 3, 5, 5)).astype(np.float32)
+    np.testing.assert_array_equal(conv_relu(seq[0], jt.array(one)).numpy(), nn.relu(seq[0](jt.array(one))).numpy())

@@ -25,7 +25,7 @@ from dainet.jt import jt, nn
 from dainet.errors import UserError
 from dainet.models.config import ModelConfig
 from dainet.models.kernels import UpsampleNearest2x
-from dainet.models.layers import FEM, L2Norm, conv2d, upsample_product
+from dainet.models.layers import FEM, L2Norm, conv2d, conv_relu, run_layers, upsample_product
 from dainet.models.resnet import ResNet
 from dainet.models.vgg import extra_layers, vgg_layers
 from dainet.utils.numerics import mean64
@@ -107,9 +107,7 @@ class DAINet(nn.Module):
     # -- backbone pieces ---------------------------------------------------------------
     def _vgg(self, x: jt.Var, stage: int) -> jt.Var:
         start, end = self._stages[stage]
-        for layer in self.vgg[start:end + 1]:
-            x = layer(x)
-        return x
+        return run_layers(self.vgg[start:end + 1], x)
 
     def shallow(self, x: jt.Var) -> jt.Var:
         """x_shallow = vgg[0..4](x): [N, 64w, H/2, W/2]; a ResNet's stem (conv1, bn1, ReLU)."""
@@ -161,14 +159,14 @@ class DAINet(nn.Module):
                 maps[SOURCE_NAMES[k]] = x
         x = maps["of4"]
         for k, name in ((0, "of5"), (2, "of6")):
-            x = nn.relu(self.extras[k + 1](nn.relu(self.extras[k](x))))
+            x = conv_relu(self.extras[k + 1], conv_relu(self.extras[k], x))
             maps[name] = x
 
         td, lat = self.fpn_topdown, self.fpn_latlayer
-        top = [nn.relu(td[0](maps["of6"]))]                 # conv7
+        top = [conv_relu(td[0], maps["of6"])]                # conv7
         for k in range(5):                                  # conv6, convfc7_2, conv5, conv4, conv3
             lateral = lat[k](maps[SOURCE_NAMES[4 - k]])
-            top.append(nn.relu(upsample_product(nn.relu(td[k + 1](top[-1])), lateral)))
+            top.append(nn.relu(upsample_product(conv_relu(td[k + 1], top[-1]), lateral)))
         fpn = top[::-1]                                     # finest first: conv3 .. conv7
 
         norms = () if self.cfg.resnet else (self.L2Normef1, self.L2Normef2, self.L2Normef3)
@@ -207,7 +205,7 @@ class DAINet(nn.Module):
         """
         xs = self.shallow(x)
         loc2, conf2 = self._shot2(self.pyramid(xs))
-        R = self.ref(xs) if (self.reflectance and with_reflectance) else None
+        R = run_layers(self.ref, xs) if (self.reflectance and with_reflectance) else None
         return loc2, conf2, R
 
     def features(self, x: jt.Var) -> dict[str, jt.Var]:
@@ -238,14 +236,14 @@ class DAINet(nn.Module):
         # dark and light share every layer up to x_shallow: one batched pass (unless BatchNorm
         # statistics are kept per stream), one batched ref
         xs = self._shallow_streams((dark, light), separate_streams)
-        R = self.ref(xs)
+        R = run_layers(self.ref, xs)
         xs_dark, R_dark, R_light = xs[:n], R[:n], R[n:]
 
         # interchange: the swapped products are inputs, not a gradient path (spec §5.3)
         light2 = (I_light * R_dark).detach()
         dark2 = (I_dark * R_light).detach()
         xs2 = self._shallow_streams((light2, dark2), separate_streams, track_first=False)
-        R2 = self.ref(xs2)                                 # re-decomposition
+        R2 = run_layers(self.ref, xs2)                     # re-decomposition
 
         g, g2 = global_pool(xs), global_pool(xs2)
         out = self.detect_train(xs_dark)                   # detection on the dark image only

@@ -10,22 +10,7 @@ from __future__ import annotations
 from dainet.jt import jt, nn
 
 from dainet.models.config import ModelConfig
-from dainet.models.kernels import replicate_pad
-
-
-class ReplicatePadConv2d(nn.Conv2d):
-    """Conv2d with replicate ("edge") padding; Jittor's Conv2d has no ``padding_mode``.
-
-    Subclassing keeps ``weight`` / ``bias`` directly on the module, so the layer's
-    parameter names are those of a PyTorch ``Conv2d(padding_mode='replicate')``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
-        super().__init__(in_channels, out_channels, kernel_size, padding=0)
-        self.pad = kernel_size // 2
-
-    def execute(self, x: jt.Var) -> jt.Var:
-        return super().execute(replicate_pad(x, self.pad))
+from dainet.models.layers import ReplicatePadConv2d, run_layers
 
 
 class DecomNet(nn.Module):
@@ -41,7 +26,7 @@ class DecomNet(nn.Module):
 
     def execute(self, image: jt.Var) -> tuple[jt.Var, jt.Var]:
         x = jt.concat([image.max(dim=1, keepdims=True), image], dim=1)
-        out = self.net1_recon(self.net1_convs(self.net1_conv0(x)))
+        out = self.net1_recon(run_layers(self.net1_convs, self.net1_conv0(x)))
         return jt.sigmoid(out[:, :3]), jt.sigmoid(out[:, 3:4])
 
 

@@ -1,5 +1,5 @@
-"""Three memory-bound layers as 2-thread CPU kernels: 2x2 max pooling, replicate padding and
-nearest x2 upsampling.
+"""Four memory-bound layers as 2-thread CPU kernels: 2x2 max pooling, replicate padding,
+nearest x2 upsampling, and a convolution's bias add with its ReLU.
 
 Jittor runs its own CPU kernels on one thread. These run over the full-resolution
 activations of the VGG stages, the decomposition net and the reflectance decoder
@@ -8,9 +8,11 @@ activations of the VGG stages, the decomposition net and the reflectance decoder
 and gradients of the Jittor expression it replaces bit for bit, so seeded runs keep their
 digits. On a GPU (``jt.flags.use_cuda``) the Jittor expressions run.
 
-Not here: ReLU. A 2-thread ReLU op is as exact on its own, but it stops Jittor fusing the
-bias add and the bias gradient's reduction around it, which changes summation orders and
-with them a seeded run's digits (measured: the sample run's losses from iteration 10).
+A ReLU alone is not here: a 2-thread ReLU op is as exact on its own, but it stops Jittor
+fusing the bias add and the bias gradient's reduction around it, which changes summation
+orders and with them a seeded run's digits (measured: the sample run's losses from iteration
+10). :func:`bias_relu` takes the bias add and the bias gradient with it, summed in Jittor's
+order.
 
 Shapes: inputs are NCHW ``[N, C, H, W]``; dtypes are kept.
 """
@@ -181,3 +183,65 @@ class UpsampleNearest2x(nn.Module):
 
     def execute(self, x: jt.Var) -> jt.Var:
         return upsample_nearest2x(x)
+
+
+# relu(x + bias), as Jittor's ``nn.relu(y + b.broadcast(...))``: the float32 sum, then ``v > 0 ? v : 0``
+_BIAS_RELU_FORWARD = """
+const int C = out_shape1, HW = out_shape2 * out_shape3;
+#pragma omp parallel for
+for (int nc = 0; nc < out_shape0 * C; nc++) {
+    const in0_type* x = in0_p + (size_t)nc * HW;
+    const in1_type b = in1_p[nc % C];
+    out_type* y = out_p + (size_t)nc * HW;
+    for (int k = 0; k < HW; k++) {
+        const out_type v = x[k] + b;
+        y[k] = v > 0 ? v : 0;
+    }
+}
+"""
+# One pass over the gradient, 2 threads over channels: the ReLU's gradient (``dout`` where the
+# output is positive, else 0) and the bias gradient, its sum over images and pixels. Jittor's
+# reduce sums it one element at a time, image by image, in memory order, from 0; so does this
+# (no-fast-math keeps the compiler from splitting the sum into vector lanes).
+_BIAS_RELU_BACKWARD = """
+const int N = in0_shape0, C = in0_shape1, HW = in0_shape2 * in0_shape3;
+#pragma omp parallel for
+for (int c = 0; c < C; c++) {
+    out1_type sum = 0;
+    for (int n = 0; n < N; n++) {
+        const size_t o = ((size_t)n * C + c) * HW;
+        const in0_type* y = in0_p + o;
+        const in1_type* dy = in1_p + o;
+        out0_type* dx = out0_p + o;
+        for (int k = 0; k < HW; k++) {
+            const out0_type g = y[k] > 0 ? dy[k] : 0;
+            dx[k] = g;
+            sum = sum + g;
+        }
+    }
+    out1_p[c] = sum;
+}
+"""
+
+
+class _BiasReLU(jt.Function):
+    def execute(self, x: jt.Var, bias: jt.Var) -> jt.Var:
+        self.out = jt.code(x.shape, x.dtype, [x, bias], cpu_header=_HEADER, cpu_src=_BIAS_RELU_FORWARD)
+        return self.out
+
+    def grad(self, dout: jt.Var):
+        dx, dbias = jt.code([self.out.shape, [self.out.shape[1]]], [dout.dtype, dout.dtype], [self.out, dout],
+                            cpu_header=_HEADER + _IN_ORDER, cpu_src=_BIAS_RELU_BACKWARD)
+        return dx, dbias
+
+
+def bias_relu(x: jt.Var, bias: jt.Var) -> jt.Var:
+    """``relu(x + bias)`` for ``x [N, C, H, W]`` and ``bias [C]``, as 2-thread CPU kernels.
+
+    Values and gradients are those of ``nn.relu(x + bias.broadcast(x.shape, [0, 2, 3]))`` bit
+    for bit (tests/test_kernels.py), the bias gradient included; the forward keeps no mask
+    (the backward reads the output), and the backward is one pass. That expression on CUDA.
+    """
+    if jt.flags.use_cuda:
+        return nn.relu(x + bias.broadcast(x.shape, [0, 2, 3]))
+    return _BiasReLU.apply(x, bias)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dainet.jt import jt, nn
 
+from dainet.models.kernels import bias_relu, replicate_pad
+
 
 def norm_groups(channels: int, group_size: int) -> int:
     """The most groups of at least ``group_size`` channels that divide ``channels`` (>= 1).
@@ -38,6 +40,46 @@ class NormConv2d(nn.Conv2d):
 
     def execute(self, x: jt.Var) -> jt.Var:
         return self.norm(super().execute(x))
+
+
+class ReplicatePadConv2d(nn.Conv2d):
+    """Conv2d with replicate ("edge") padding; Jittor's Conv2d has no ``padding_mode``.
+
+    Subclassing keeps ``weight`` / ``bias`` directly on the module, so the layer's
+    parameter names are those of a PyTorch ``Conv2d(padding_mode='replicate')``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__(in_channels, out_channels, kernel_size, padding=0)
+        self.pad = kernel_size // 2
+
+    def execute(self, x: jt.Var) -> jt.Var:
+        return super().execute(replicate_pad(x, self.pad))
+
+
+def conv_relu(conv: nn.Conv2d, x: jt.Var) -> jt.Var:
+    """``relu(conv(x))``. Without a norm and with a bias, on the CPU, the bias add and the ReLU
+    are one 2-thread kernel (:func:`dainet.models.kernels.bias_relu`; same values and gradients
+    to the bit); otherwise the layers run one after the other."""
+    if jt.flags.use_cuda or conv.bias is None or isinstance(conv, NormConv2d):
+        return nn.relu(conv(x))
+    if isinstance(conv, ReplicatePadConv2d):
+        x = replicate_pad(x, conv.pad)
+    return bias_relu(nn.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups),
+                     conv.bias)
+
+
+def run_layers(layers, x: jt.Var) -> jt.Var:
+    """Apply ``layers`` (a list or ``nn.Sequential``) in order; a conv directly followed by
+    ``nn.ReLU`` runs as :func:`conv_relu`."""
+    layers = list(layers)
+    i = 0
+    while i < len(layers):
+        if isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU):
+            x, i = conv_relu(layers[i], x), i + 2
+        else:
+            x, i = layers[i](x), i + 1
+    return x
 
 
 def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -92,7 +134,7 @@ class FEM(nn.Module):
         self.branch3 = nn.Sequential(conv(channels, b), nn.ReLU(), conv(b, b), nn.ReLU(), conv(b, b))
 
     def execute(self, x: jt.Var) -> jt.Var:
-        return nn.relu(jt.concat([self.branch1(x), self.branch2(x), self.branch3(x)], dim=1))
+        return nn.relu(jt.concat([self.branch1(x), run_layers(self.branch2, x), run_layers(self.branch3, x)], dim=1))
 
 
 def bilinear_resize(x: jt.Var, size: tuple[int, int]) -> jt.Var:
