@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-_PROBLEM = re.compile(r"mb(?P<mb>\d+)_(?:g(?P<g>\d+))?ic(?P<ic>\d+)oc(?P<oc>\d+)_ih\d+oh(?P<oh>\d+)kh(?P<kh>\d+)"
+_PROBLEM = re.compile(r"(?:g(?P<g>\d+))?mb(?P<mb>\d+)_ic(?P<ic>\d+)oc(?P<oc>\d+)_ih\d+oh(?P<oh>\d+)kh(?P<kh>\d+)"
                       r"\S*_iw\d+ow(?P<ow>\d+)kw(?P<kw>\d+)")
 
 
 def conv_flops(problem: str) -> float:
     """Floating-point operations of one convolution pass, from oneDNN's problem string
-    (``mbN_[gG]icCocO_ihHohHkhK..._iwWowWkwK...``); 0 if it is not a 2-D convolution."""
+    (``[gG]mbN_icCocO_ihHohHkhK..._iwWowWkwK...``, channels counted over all groups); 0 if it
+    is not a 2-D convolution."""
     m = _PROBLEM.search(problem)
     if not m:
         return 0.0

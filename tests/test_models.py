@@ -9,8 +9,7 @@ import dainet.jt  # noqa: F401  (configures Jittor before it loads)
 import jittor as jt
 
 from dainet.models import DAINet, ModelConfig, build_decomposer, build_model, init_weights
-from dainet.models.layers import ReplicatePadConv2d
-from dainet.models.layers import FEM, L2Norm, bilinear_resize
+from dainet.models.layers import FEM, L2Norm, ReplicatePadConv2d, bilinear_resize
 from dainet.models.vgg import MaxPool2x2
 from helpers import paper_feature_sizes, paper_model, prior_spec
 from dainet.params import ParamError, Section, load_params
